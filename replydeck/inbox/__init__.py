@@ -1,0 +1,1 @@
+"""The core: model, store, poller, outbox, triage, SLA, rules, replies, metrics. No UI."""
