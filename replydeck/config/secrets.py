@@ -88,8 +88,7 @@ class Secret:
         except ValueError as exc:  # shlex: unbalanced quotes
             raise self._fail(f"cannot parse the command ({exc})") from None
         if done.returncode != 0:
-            # stderr may echo the secret's neighbourhood: show only its first line, trimmed.
-            first = (done.stderr.strip().splitlines() or [""])[0][:120]
+            first = _stderr_hint(done.stderr, done.stdout)
             raise self._fail(f"command exited with status {done.returncode}"
                              + (f" ({first})" if first else ""))
         # `pass` prints the password on the first line and metadata after it.
@@ -114,15 +113,26 @@ class Secret:
     def _from_file(self) -> str:
         path = self._file_path()
         try:
-            mode = path.stat().st_mode
+            info = path.stat()
         except FileNotFoundError:
             raise self._fail("file not found") from None
+        except OSError as exc:
+            raise self._fail(f"cannot be read ({exc.strerror or exc})") from None
+        mode = info.st_mode
+        # Group/other write access is refused too: whoever can change the token can
+        # redirect replies to an account they control.
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            what = "readable" if mode & (stat.S_IRGRP | stat.S_IROTH) else "writable"
             raise self._fail(
-                f"file is readable by others (mode {stat.S_IMODE(mode):04o}); "
+                f"file is {what} by others (mode {stat.S_IMODE(mode):04o}); "
                 f"run: chmod 600 {path}"
             )
-        return path.read_text(encoding="utf-8").strip()
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except UnicodeDecodeError:
+            raise self._fail("file is not UTF-8 text") from None
+        except OSError as exc:
+            raise self._fail(f"cannot be read ({exc.strerror or exc})") from None
 
     def _from_literal(self) -> str:
         raise self._fail("no value given")
@@ -144,15 +154,52 @@ class Secret:
                 raise self._fail(f"the keyring could not be written ({type(exc).__name__})"
                                  ) from None
         elif self.scheme == "file":
-            path = self._file_path()
-            tmp = path.with_name(path.name + ".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(value + "\n")
-            os.replace(tmp, path)
+            self._store_file(value)
         elif self.scheme != "literal":
             raise self._fail(
                 f"a refreshed token cannot be saved to {self.scheme}: sources; "
                 "use keyring: or file: for tokens that rotate"
             )
         self._value = value
+
+    def _store_file(self, value: str) -> None:
+        # Write beside it, fsync, rename: a rotated refresh token that is lost in a crash
+        # cannot be recovered (the platform already invalidated the old one).
+        path = self._file_path()
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(value + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise self._fail(f"cannot be written ({exc.strerror or exc})") from None
+
+
+def _stderr_hint(stderr: str, stdout: str) -> str:
+    """The first line of a failed command's stderr, safe to show.
+
+    A failing command may still have printed the secret (to stdout, or echoed into its
+    complaint): anything it printed on stdout is masked, and the line is made inert,
+    since password managers' messages reach the user's terminal.
+    """
+    from replydeck.inbox.sanitize import sanitize_line
+
+    printed = {w.strip() for w in stdout.splitlines()}
+    printed |= {sanitize_line(w).strip() for w in printed}
+    words = sorted(printed - {""}, key=len, reverse=True)
+
+    def mask(text: str) -> str:
+        for word in words:
+            text = text.replace(word, "[hidden]")
+        return text
+
+    # Masked before and after sanitising, so removed escapes cannot split a secret apart.
+    line = mask((stderr.strip().splitlines() or [""])[0])
+    line = mask(sanitize_line(line).strip())
+    if len(line) > 120:
+        line = line[:120] + "…"
+    return line

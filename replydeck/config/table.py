@@ -7,6 +7,8 @@ been read, :meth:`Table.reject_unknown` turns typos into errors instead of silen
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Iterator
 from typing import Any, TypeVar
 
@@ -15,6 +17,23 @@ from replydeck.config.secrets import Secret
 
 T = TypeVar("T")
 _MISSING = object()
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def toml_key(name: str) -> str:
+    """A key as TOML would spell it in a path: bare when it can be, else a quoted string
+    with control and format characters escaped, so an error never carries raw escapes."""
+    if _BARE_KEY.fullmatch(name):
+        return name
+    out = []
+    for ch in name:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+            out.append(f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
 
 
 class Table:
@@ -25,6 +44,7 @@ class Table:
         self._read: set[str] = set()
 
     def key(self, name: str) -> str:
+        name = toml_key(name)
         return f"{self.path}.{name}" if self.path else name
 
     def error(self, name: str | None, problem: str) -> ConfigError:

@@ -209,6 +209,9 @@ class Conversation:
     created_at: datetime | None = None
     url: str | None = None
     contact_id: int | None = None
+    #: Position in inbox order, for keyset pagination: (urgency rank, due, waiting, id).
+    sort_key: tuple[int, int, int, int] | None = None
+    views: list[str] = field(default_factory=list)
 
     @property
     def needs_reply(self) -> bool:

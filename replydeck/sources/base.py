@@ -25,11 +25,19 @@ class SourceError(Exception):
 
 
 class TransientError(SourceError):
-    """Try again later. ``retry_at`` (UTC) is set when the platform said when."""
+    """Try again later. ``retry_at`` (UTC) is set when the platform said when.
 
-    def __init__(self, message: str, *, retry_at: datetime | None = None) -> None:
+    ``maybe_sent`` matters only for ``send``: set it when the request may have reached the
+    platform (a read timeout, a dropped connection after the body went out, a 5xx from a
+    gateway). The outbox then reconciles or holds the reply as unconfirmed instead of
+    sending it blindly again on a platform without idempotency keys.
+    """
+
+    def __init__(self, message: str, *, retry_at: datetime | None = None,
+                 maybe_sent: bool = False) -> None:
         super().__init__(message)
         self.retry_at = retry_at
+        self.maybe_sent = maybe_sent
 
 
 class RateLimited(TransientError):

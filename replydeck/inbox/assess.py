@@ -1,0 +1,91 @@
+"""The contract between the store and the judgement code (triage, SLA, rules).
+
+When an ingest (or a person's action) changes a conversation, the store gathers
+:class:`ThreadFacts` and asks the configured :class:`Assessor` for a :class:`Decision`,
+inside the same transaction, so the stored urgency, due time and tags always match the
+messages. The assessor does no I/O; it is given ``now`` so it is deterministic in tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from replydeck.inbox.model import Author, Kind, Message, Status, Urgency
+
+
+@dataclass
+class ThreadFacts:
+    conversation_id: int
+    source: str
+    platform: str
+    kind: Kind
+    status: Status
+    author: Author
+    #: The thread, oldest first (the latest 50 messages), inbound and outbound.
+    messages: list[Message]
+    #: The messages this change added (empty for a re-assessment without new messages).
+    new_messages: list[Message]
+    tags: list[str]
+    assignee: str | None
+    #: Oldest customer message not yet answered by a human; None when nothing waits.
+    waiting_since: datetime | None
+    first_response_at: datetime | None
+    last_human_reply_at: datetime | None
+    last_auto_reply_at: datetime | None
+    #: The conversation was created by this change.
+    is_new: bool
+    #: A customer wrote into a conversation that was done (it has just been reopened).
+    reopened: bool
+    #: Conversations this author has had before this one (any platform).
+    earlier_conversations: int = 0
+    #: Whether the conversation has had a human reply before (next response vs first).
+    answered_before: bool = False
+
+
+@dataclass
+class AutoReply:
+    body: str
+    private: bool = False
+    #: The saved reply it came from, for the event log and for "once per N hours" guards.
+    saved_reply: str | None = None
+
+
+@dataclass
+class Decision:
+    urgency: Urgency = Urgency.NORMAL
+    score: float = 0.0
+    reasons: list[str] = field(default_factory=list)
+    due_at: datetime | None = None
+    warn_at: datetime | None = None
+    add_tags: list[str] = field(default_factory=list)
+    assign: str | None = None
+    #: Set to DONE (spam) or SNOOZED (with ``snooze_until``) by a rule; None leaves it.
+    status: Status | None = None
+    snooze_until: datetime | None = None
+    auto_reply: AutoReply | None = None
+    #: Named views a rule moved the conversation into.
+    views: list[str] = field(default_factory=list)
+    #: Rules that fired, by name, for `replydeck rules test` and the event log.
+    fired_rules: list[str] = field(default_factory=list)
+
+
+class Assessor(Protocol):
+    def assess(self, facts: ThreadFacts, now: datetime) -> Decision: ...
+
+
+class PlainAssessor:
+    """Used when no triage is configured: every conversation normal, fixed targets.
+
+    Targets follow what customers expect: 1 h for DMs, 4 h for public items.
+    """
+
+    def assess(self, facts: ThreadFacts, now: datetime) -> Decision:
+        if facts.waiting_since is None:
+            return Decision()
+        target = timedelta(hours=1) if facts.kind.is_private else timedelta(hours=4)
+        return Decision(
+            due_at=facts.waiting_since + target,
+            warn_at=facts.waiting_since + target * 0.75,
+        )

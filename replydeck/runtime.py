@@ -1,0 +1,117 @@
+"""Wiring: from a loaded config to a store, the sources, the poller, the outbox and the sweep.
+
+The CLI (`replydeck poll`) and the TUI both run the same services through
+:func:`run_services`; only what they do with the outcomes differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from replydeck.config.loader import Config
+from replydeck.inbox.assess import Assessor, PlainAssessor
+from replydeck.inbox.outbox import Outbox, OutboxReport
+from replydeck.inbox.poller import PolledSource, Poller, PollOutcome
+from replydeck.inbox.store import Store
+
+log = logging.getLogger(__name__)
+
+SWEEP_INTERVAL_S = 15.0
+
+
+def process_owner() -> str:
+    """Identifies this process in leases and claims (host, pid, and a random part)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def build_assessor(config: Config) -> Assessor:
+    """Triage + SLA + rules when this build has them, else fixed default targets."""
+    if importlib.util.find_spec("replydeck.inbox.rules") is not None:
+        from replydeck.inbox import rules
+
+        return rules.build_assessor(config)
+    return PlainAssessor()
+
+
+def open_store(config: Config) -> Store:
+    return Store(config.database, assessor=build_assessor(config))
+
+
+def polled_sources(config: Config) -> list[PolledSource]:
+    out = []
+    for table in config.sources:
+        source = table.source
+        timeout = float(getattr(source, "fetch_timeout", 120.0))
+        out.append(PolledSource(source=source, interval=table.poll_interval,
+                                fetch_timeout=timeout))
+    return out
+
+
+@dataclass
+class ServiceHooks:
+    """What the caller wants to hear about (all optional, all called on the event loop)."""
+
+    on_poll: Callable[[PollOutcome], None] | None = None
+    on_outbox: Callable[[OutboxReport], None] | None = None
+    on_sweep: Callable[[dict[str, list[int]]], None] | None = None
+
+
+@dataclass
+class Services:
+    store: Store
+    poller: Poller
+    outbox: Outbox
+    sources: dict[str, Any] = field(default_factory=dict)
+
+    async def close(self) -> None:
+        for source in self.sources.values():
+            try:
+                await source.close()
+            except Exception:
+                log.exception("closing source %s", getattr(source, "name", "?"))
+
+
+def build_services(config: Config, store: Store, hooks: ServiceHooks | None = None,
+                   owner: str | None = None) -> Services:
+    hooks = hooks or ServiceHooks()
+    owner = owner or process_owner()
+    polled = polled_sources(config)
+    poller = Poller(store, polled, owner=owner, on_result=hooks.on_poll)
+    sources = {ps.name: ps.source for ps in polled}
+    outbox = Outbox(store, sources, owner=owner, on_report=hooks.on_outbox)
+    return Services(store, poller, outbox, sources)
+
+
+async def run_once(services: Services) -> tuple[list[PollOutcome], OutboxReport]:
+    """Fetch every source once, send everything queued (auto-replies included), sweep."""
+    outcomes = await services.poller.run_once()
+    report = await services.outbox.run_once()
+    await asyncio.to_thread(services.store.sweep)
+    return outcomes, report
+
+
+async def run_forever(services: Services, stop: asyncio.Event,
+                      hooks: ServiceHooks | None = None) -> None:
+    hooks = hooks or ServiceHooks()
+
+    async def sweep_loop() -> None:
+        while not stop.is_set():
+            try:
+                changed = await asyncio.to_thread(services.store.sweep)
+                if hooks.on_sweep and any(changed.values()):
+                    hooks.on_sweep(changed)
+            except Exception:
+                log.exception("sweep failed")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), SWEEP_INTERVAL_S)
+
+    await asyncio.gather(services.poller.run(stop), services.outbox.run(stop), sweep_loop())
