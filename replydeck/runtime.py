@@ -80,10 +80,25 @@ class Services:
                 log.exception("closing source %s", getattr(source, "name", "?"))
 
 
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
 def build_services(config: Config, store: Store, hooks: ServiceHooks | None = None,
                    owner: str | None = None) -> Services:
     hooks = hooks or ServiceHooks()
     owner = owner or process_owner()
+    # A previous run on this machine that was killed (kill -9, SSH drop) may still hold
+    # leases and reply claims: free them now so recovery starts at once.
+    freed = store.release_dead_claims(socket.gethostname(), pid_alive)
+    if freed:
+        log.info("recovered %d lease(s)/claim(s) left by stopped processes", freed)
     polled = polled_sources(config)
     poller = Poller(store, polled, owner=owner, on_result=hooks.on_poll)
     sources = {ps.name: ps.source for ps in polled}

@@ -29,8 +29,10 @@ Conditions (all given ones must hold; an array means any of its items):
   guess from the script.
 - ``followers_gte``: the author has at least this many followers.
 - ``vip``: true or false (the VIP list is ``[sla.triage] vip``).
-- ``sentiment``: ``negative``, ``neutral`` or ``positive``; or ``sentiment_below`` /
-  ``sentiment_above`` with a number from -1 to 1.
+- ``sentiment``: ``negative`` (a new message scores -0.2 or less), ``positive`` (one
+  scores 0.3 or more and none is negative) or ``neutral``; or ``sentiment_below`` (the
+  worst message scores below) / ``sentiment_above`` (the best scores above) with a number
+  from -1 to 1.
 - ``urgency``: at least this level (``high`` matches high, urgent and crisis), after
   triage and the rules before this one.
 - ``business_hours``: ``inside`` or ``outside`` ``[business_hours]``.

@@ -147,6 +147,7 @@ class BusinessCalendar:
         """Merged open intervals in time order, starting with the one that ends after ``t``."""
         d = t.astimezone(self.tz).date() - timedelta(days=1)
         pending: list[tuple[datetime, datetime]] = []
+        previous_boundary = self._day_start(d)
         quiet_days = 0
         while True:
             raw = self._raw_intervals(d)
@@ -171,8 +172,15 @@ class BusinessCalendar:
                 if e < boundary:
                     if e > t:
                         yield s, e
+                elif s < previous_boundary:
+                    # Open around the clock for days on end: hand out what is final so
+                    # far as a piece, so an always-open week cannot stall the scan.
+                    if previous_boundary > t:
+                        yield s, previous_boundary
+                    pending.append((previous_boundary, e))
                 else:
                     pending.append((s, e))
+            previous_boundary = boundary
 
     # Public arithmetic -----------------------------------------------------------------
 
@@ -198,8 +206,14 @@ class BusinessCalendar:
         t = _as_utc(t)
         if self._always:
             raise ValueError("an always-open calendar never closes")
-        for _s, e in self._intervals_from(t):
-            return e
+        end: datetime | None = None
+        for s, e in self._intervals_from(t):
+            if end is not None and s > end:
+                return end
+            if end is not None and e - t > timedelta(days=SEARCH_DAYS):
+                raise ValueError(f"business hours: no closing time within {SEARCH_DAYS} "
+                                 f"days of {t.isoformat()}")
+            end = e
         raise AssertionError("unreachable")  # pragma: no cover
 
     def add(self, start: datetime, d: timedelta) -> datetime:
@@ -241,9 +255,13 @@ class BusinessCalendar:
         a, b = _as_utc(a), _as_utc(b)
         if self._always:
             return [(a, b)] if b > a else []
-        out = []
+        out: list[tuple[datetime, datetime]] = []
         for s, e in self._intervals_from(a):
             if s >= b:
                 break
-            out.append((max(s, a), min(e, b)))
+            s, e = max(s, a), min(e, b)
+            if out and out[-1][1] == s:  # pieces of one long open period
+                out[-1] = (out[-1][0], e)
+            else:
+                out.append((s, e))
         return out

@@ -22,7 +22,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from replydeck.config.sla import EVENTS, NotifyConfig
+from replydeck.config.sla import EVENTS, NotifyConfig, SlaConfig
+from replydeck.inbox.model import Conversation, Urgency
 from replydeck.inbox.sanitize import sanitize_line
 
 log = logging.getLogger("replydeck.notify")
@@ -82,6 +83,42 @@ def _json_default(value: Any) -> Any:
 Runner = Callable[[dict[str, Any]], None]
 
 
+def conversation_event(kind: str, conv: Conversation, **extra: Any) -> dict[str, Any]:
+    """The event dict for ``conv``: what a hook needs to act without querying the store."""
+    def iso(t: datetime | None) -> str | None:
+        return t.isoformat() if t else None
+
+    return {
+        "type": kind, "conversation_id": conv.id, "source": conv.source,
+        "platform": conv.platform, "kind": str(conv.kind), "urgency": str(conv.urgency),
+        "score": conv.score, "author": sanitize_line(conv.author.label), "url": conv.url,
+        "tags": list(conv.tags), "reasons": list(conv.reasons),
+        "waiting_since": iso(conv.waiting_since), "warn_at": iso(conv.warn_at),
+        "due_at": iso(conv.due_at), "snippet": conv.snippet, **extra,
+    }
+
+
+def became_urgent(before: Urgency | None, after: Urgency) -> bool:
+    """True when a conversation has just reached urgent or crisis (``new_urgent``)."""
+    threshold = Urgency.URGENT.rank
+    return after.rank <= threshold and (before is None or before.rank > threshold)
+
+
+def sla_events(conv: Conversation, since: datetime, now: datetime) -> list[str]:
+    """Events for SLA times crossed in ``(since, now]``: one sweep, one event at most.
+
+    A conversation whose warning and due time both passed since the last sweep only
+    breaches; one that no longer waits for a reply fires nothing.
+    """
+    if not conv.needs_reply:
+        return []
+    if conv.due_at is not None and since < conv.due_at <= now:
+        return ["breach"]
+    if conv.warn_at is not None and since < conv.warn_at <= now:
+        return ["sla_warning"]
+    return []
+
+
 class Notifier:
     """Bell, optional OSC 9/777 desktop notification, optional hook, per ``[notifications]``.
 
@@ -90,9 +127,11 @@ class Notifier:
     the worker thread with the event.
     """
 
-    def __init__(self, cfg: NotifyConfig, write: Callable[[str], None] | None = None,
+    def __init__(self, cfg: NotifyConfig | SlaConfig, write: Callable[[str], None] | None = None,
                  run: Runner | None = None) -> None:
-        self.cfg = cfg
+        # The whole SLA config is accepted too: it is what the loader hands around.
+        self.cfg: NotifyConfig = cfg.notifications if isinstance(cfg, SlaConfig) else cfg
+        cfg = self.cfg
         self.write = write or _default_write
         self._run = run or self._run_hook
         self._has_hook = run is not None or cfg.on_event is not None
@@ -101,6 +140,9 @@ class Notifier:
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         self._closed = False
+        # Events queued or running, for wait_idle().
+        self._pending = 0
+        self._idle = threading.Condition(self._lock)
 
     # The caller's side: quick and never raising ------------------------------------
 
@@ -141,10 +183,17 @@ class Notifier:
                                                 daemon=True)
                 self._worker.start()
         try:
-            self._queue.put_nowait(event)
+            with self._lock:
+                self._queue.put_nowait(event)
+                self._pending += 1
         except queue.Full:
             log.warning("notify: hook queue full; dropped %s for conversation %s",
                         event.get("type"), event.get("conversation_id"))
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until every queued hook has run (for shutdown and tests); False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout)
 
     # The worker's side ----------------------------------------------------------------
 
@@ -159,6 +208,10 @@ class Notifier:
                 log.warning("notify: hook for %s (conversation %s) failed: %s",
                             event.get("type"), event.get("conversation_id"),
                             type(exc).__name__)
+            finally:
+                with self._idle:
+                    self._pending -= 1
+                    self._idle.notify_all()
 
     def _run_hook(self, event: dict[str, Any]) -> None:
         cmd = self.cfg.on_event
@@ -167,6 +220,8 @@ class Notifier:
         payload = json.dumps(event, default=_json_default, ensure_ascii=False).encode()
         ids = (event.get("type"), event.get("conversation_id"))
         timeout = self.cfg.hook_timeout.total_seconds()
+        if isinstance(cmd, list):
+            cmd = [os.path.expanduser(cmd[0]), *cmd[1:]]
         try:
             proc = subprocess.Popen(
                 cmd, shell=isinstance(cmd, str), stdin=subprocess.PIPE,
@@ -201,11 +256,14 @@ class Notifier:
             proc, worker = self._proc, self._worker
         if proc is not None:
             _kill(proc)
-        while True:
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                break
+        with self._idle:
+            while True:
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                self._pending -= 1
+            self._idle.notify_all()
         if worker is not None and worker.is_alive():
             self._queue.put(None)
             worker.join(wait)
@@ -213,6 +271,10 @@ class Notifier:
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
     """Stop the hook and anything it started (it runs in its own session)."""
+    if not hasattr(os, "killpg"):  # pragma: no cover - Windows: no process groups
+        proc.kill()
+        proc.wait()
+        return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, 15)
     try:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import importlib
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -35,9 +35,10 @@ from replydeck.inbox.model import Direction, Message, Status, Urgency
 from replydeck.inbox.replies import render
 from replydeck.inbox.suggest import guess_language, primary_language
 
-#: Sentiment at or below this reads as negative, at or above POSITIVE_FROM as positive.
+#: A message at or below this reads as negative, at or above POSITIVE_FROM as positive
+#: (the thresholds triage uses).
 NEGATIVE_BELOW = -0.2
-POSITIVE_FROM = 0.2
+POSITIVE_FROM = 0.3
 
 SentimentFn = Callable[[str, "str | None"], float]
 
@@ -47,6 +48,15 @@ def _load_sentiment() -> SentimentFn | None:
         return importlib.import_module("replydeck.inbox.sentiment").sentiment
     except ImportError:
         return None
+
+
+def _latest_customer_run(messages: list[Message]) -> list[Message]:
+    run: list[Message] = []
+    for m in reversed(messages):
+        if m.direction != Direction.IN:
+            break
+        run.append(m)
+    return run[::-1]
 
 
 def customer_messages(facts: ThreadFacts) -> list[Message]:
@@ -95,12 +105,20 @@ class _Context:
         return self._get("language", compute)
 
     @property
-    def sentiment(self) -> float | None:
+    def sentiment(self) -> tuple[float, float] | None:
+        """``(worst, best)`` over the customer messages; None when it cannot be measured.
+
+        One angry message among calm ones is an angry conversation, as in triage.
+        """
         fn = self.assessor.sentiment_fn
         if fn is None:
             return None
-        return self._get("sentiment", lambda: fn(self.raw_text, self.language)
-                         if self.raw_text.strip() else 0.0)
+
+        def compute() -> tuple[float, float]:
+            scores = [fn(m.text, self.language) for m in customer_messages(self.facts)
+                      if m.text.strip()] or [0.0]
+            return min(scores), max(scores)
+        return self._get("sentiment", compute)
 
     @property
     def vip(self) -> bool:
@@ -138,18 +156,21 @@ def _matches(rule: Rule, ctx: _Context, decision: Decision) -> bool:
     if w.vip is not None and ctx.vip != w.vip:
         return False
     if w.sentiment or w.sentiment_below is not None or w.sentiment_above is not None:
-        score = ctx.sentiment
-        if score is None:
+        scores = ctx.sentiment
+        if scores is None:
             return False
-        if w.sentiment == "negative" and score > NEGATIVE_BELOW:
+        worst, best = scores
+        negative = worst <= NEGATIVE_BELOW
+        positive = best >= POSITIVE_FROM and not negative
+        if w.sentiment == "negative" and not negative:
             return False
-        if w.sentiment == "positive" and score < POSITIVE_FROM:
+        if w.sentiment == "positive" and not positive:
             return False
-        if w.sentiment == "neutral" and not NEGATIVE_BELOW < score < POSITIVE_FROM:
+        if w.sentiment == "neutral" and (negative or positive):
             return False
-        if w.sentiment_below is not None and not score < w.sentiment_below:
+        if w.sentiment_below is not None and not worst < w.sentiment_below:
             return False
-        if w.sentiment_above is not None and not score > w.sentiment_above:
+        if w.sentiment_above is not None and not best > w.sentiment_above:
             return False
     if w.urgency is not None and decision.urgency.rank > w.urgency.rank:
         return False
@@ -200,11 +221,16 @@ class RulesAssessor:
         self._apply(facts, now, decision)
         return decision
 
-    def explain(self, facts: ThreadFacts, now: datetime) -> list[tuple[str, list[str]]]:
+    def explain(self, facts: ThreadFacts, now: datetime, *,
+                as_if_new: bool = False) -> list[tuple[str, list[str]]]:
         """Which rules would fire on ``facts`` and what they would do, doing nothing.
 
-        For ``replydeck rules test``; blocked auto-replies show the guard's reason.
+        For ``replydeck rules test``; blocked auto-replies show the guard's reason. With
+        ``as_if_new`` a stored conversation is judged as if its latest customer messages
+        (those after our last reply) had just arrived, as they were at ingest.
         """
+        if as_if_new and not facts.new_messages:
+            facts = replace(facts, new_messages=_latest_customer_run(facts.messages))
         decision = self.inner.assess(facts, now)
         return self._apply(facts, now, decision)
 
@@ -277,10 +303,10 @@ class RulesAssessor:
             return "a person has answered this conversation"
         if ctx.vip:
             return "VIP"
-        score = ctx.sentiment
-        if score is None:
+        scores = ctx.sentiment
+        if scores is None:
             return "sentiment cannot be checked"
-        if score <= NEGATIVE_BELOW:
+        if scores[0] <= NEGATIVE_BELOW:
             return "negative sentiment"
         return None
 

@@ -116,7 +116,7 @@ def _score_english(text: str) -> list[tuple[str, float]]:
         for back, scale in ((1, 1.0), (2, 0.95)):
             j = start - back
             if j >= 0 and lower[j] in en.BOOSTERS and lower[j] not in _CLAUSE_END:
-                v += math.copysign(en.BOOSTERS[lower[j]] * scale * 4 / 3, v)
+                v += en.BOOSTERS[lower[j]] * scale * 4 / 3 * (1 if v > 0 else -1)
                 break
         if (not shouting_everywhere and end - start == 1 and raw[start].isupper()
                 and len(raw[start]) > 1):
@@ -189,7 +189,7 @@ def _score_japanese(text: str) -> list[tuple[str, float]]:
         v = value
         prev = matches[k - 1] if k else None
         if prev and prev[3] == "booster" and start - prev[1] <= 3:
-            v += math.copysign(prev[4] * 4 / 3, v)
+            v += prev[4] * 4 / 3 * (1 if v > 0 else -1)
         limit = min(matches[k + 1][0] if k + 1 < len(matches) else len(text),
                     end + _JA_WINDOW)
         after = text[end:limit]

@@ -14,7 +14,7 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -229,6 +229,33 @@ class Store:
             )
             return cur.rowcount == 1
 
+    def release_dead_claims(self, host: str, is_alive: Callable[[int], bool]) -> int:
+        """Free leases and reply claims held by processes on ``host`` that have died.
+
+        Owners are ``host:pid:nonce``. A claim by a dead process would otherwise block its
+        source or reply until the claim times out; with this, a restart recovers at once.
+        Claims by other hosts are left to time out, as we cannot see their processes.
+        """
+        def dead(owner: str | None) -> bool:
+            parts = (owner or "").split(":")
+            return (len(parts) == 3 and parts[0] == host and parts[1].isdigit()
+                    and not is_alive(int(parts[1])))
+
+        freed = 0
+        with self.transaction() as c:
+            for row in c.execute("SELECT DISTINCT claimed_by FROM replies WHERE "
+                                 "state='sending' AND claimed_by IS NOT NULL").fetchall():
+                if dead(row[0]):
+                    freed += c.execute("UPDATE replies SET claimed_until=0 WHERE "
+                                       "state='sending' AND claimed_by=?", (row[0],)).rowcount
+            for row in c.execute("SELECT name, lease_owner FROM sources WHERE "
+                                 "lease_owner IS NOT NULL").fetchall():
+                if dead(row[1]):
+                    c.execute("UPDATE sources SET lease_owner=NULL, lease_until=NULL "
+                              "WHERE name=?", (row[0],))
+                    freed += 1
+        return freed
+
     def release_lease(self, source: str, owner: str) -> None:
         with self.transaction() as c:
             c.execute("UPDATE sources SET lease_owner=NULL, lease_until=NULL "
@@ -345,7 +372,9 @@ class Store:
             (source, msg.remote_id, conv_id, msg.platform, str(msg.kind), str(msg.direction),
              author_id, sanitize_text(msg.text), to_ms(msg.created_at), msg.url, msg.in_reply_to,
              msg.language, json.dumps(msg.engagement) if msg.engagement else None,
-             json.dumps(msg.raw, default=str, ensure_ascii=False) if msg.raw else None,
+             # ASCII escapes: a platform's raw JSON may hold lone surrogates, which
+             # cannot be encoded as UTF-8 but round-trip fine as \ud800 escapes.
+             json.dumps(msg.raw, default=str) if msg.raw else None,
              int(msg.automated), reply_id),
         )
         return int(cur.lastrowid or 0)
@@ -433,6 +462,13 @@ class Store:
                 "SELECT count(*) FROM conversations WHERE author_id=? AND id<?",
                 (conv["author_id"], conv_id),
             ).fetchone()[0]
+        # An automated reply still in the queue counts as given: a customer who writes
+        # twice before it goes out must not get a second one.
+        pending_auto = c.execute(
+            "SELECT max(created_at) FROM replies WHERE conversation_id=? AND automated=1 "
+            "AND state IN ('queued','sending','unconfirmed')", (conv_id,)).fetchone()[0]
+        last_auto = max((t for t in (conv["last_auto_reply_at"], pending_auto) if t is not None),
+                        default=None)
         return ThreadFacts(
             conversation_id=conv_id, source=conv["source"], platform=conv["platform"],
             kind=Kind(conv["kind"]), status=Status(conv["status"]), author=author,
@@ -440,7 +476,7 @@ class Store:
             assignee=conv["assignee"], waiting_since=from_ms(conv["waiting_since"]),
             first_response_at=from_ms(conv["first_response_at"]),
             last_human_reply_at=from_ms(conv["last_human_reply_at"]),
-            last_auto_reply_at=from_ms(conv["last_auto_reply_at"]),
+            last_auto_reply_at=from_ms(last_auto),
             is_new=is_new, reopened=reopened, earlier_conversations=earlier,
             answered_before=conv["last_human_reply_at"] is not None,
         )

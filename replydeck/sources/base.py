@@ -133,8 +133,8 @@ class BaseSource(ABC):
     type_name: ClassVar[str] = ""
     platform: str = ""
     limits: Limits = Limits()
-    idempotent_send: ClassVar[bool] = False
-    can_reconcile: ClassVar[bool] = False
+    idempotent_send: bool = False
+    can_reconcile: bool = False
 
     def __init__(self, name: str) -> None:
         self.name = name

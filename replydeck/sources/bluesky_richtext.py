@@ -85,7 +85,8 @@ def expand_links(text: str, facets: Any) -> str:
     full URL from its #link facet. Facets with bad ranges are ignored, never trusted."""
     if not isinstance(facets, list) or not facets:
         return text
-    data = text.encode("utf-8")
+    # Lone surrogates can arrive as JSON escapes; keep them for sanitize_text to replace.
+    data = text.encode("utf-8", errors="surrogatepass")
     edits: list[tuple[int, int, str]] = []
     for facet in facets:
         if not isinstance(facet, dict):
@@ -105,14 +106,14 @@ def expand_links(text: str, facets: Any) -> str:
         if start < pos:
             continue  # overlapping facets: keep the first
         try:
-            shown = data[start:end].decode("utf-8")
+            shown = data[start:end].decode("utf-8", errors="surrogatepass")
         except UnicodeDecodeError:
             continue  # a range that cuts a character in two is not a real link
         out += data[pos:start]
         out += (uri if shown != uri else shown).encode("utf-8")
         pos = end
     out += data[pos:]
-    return out.decode("utf-8", errors="replace")
+    return out.decode("utf-8", errors="surrogatepass")
 
 
 def s32encode(value: int, width: int) -> str:

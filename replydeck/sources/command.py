@@ -41,6 +41,7 @@ from replydeck.sources.base import (
     TransientError,
 )
 from replydeck.sources.jsonschema import (
+    PLATFORM_LIMITS,
     Problems,
     SchemaError,
     cursor_line,
@@ -61,8 +62,13 @@ class CommandSource(BaseSource):
     idempotent_send = True
 
     def __init__(self, name: str, *, command: list[str], reply_command: list[str] | None = None,
-                 timeout: float = DEFAULT_TIMEOUT, cwd: str | Path | None = None) -> None:
+                 timeout: float = DEFAULT_TIMEOUT, cwd: str | Path | None = None,
+                 reply_dedupes: bool = True) -> None:
         super().__init__(name)
+        # A reply program that cannot dedupe on the key it is handed must never be run
+        # twice for one reply: after a crash mid-send the outbox then holds it as
+        # unconfirmed for a person instead.
+        self.idempotent_send = reply_dedupes
         if not command:
             raise ValueError("command must name a program")
         self.command = list(command)
@@ -82,7 +88,14 @@ class CommandSource(BaseSource):
         if timeout <= 0:
             raise table.error("timeout", f"expected a number of seconds > 0, found {timeout:g}")
         return cls(table.name, command=command, reply_command=reply_command,
-                   timeout=timeout, cwd=getattr(table, "config_dir", None))
+                   timeout=timeout, cwd=getattr(table, "config_dir", None),
+                   reply_dedupes=table.bool("reply_dedupes", True))
+
+    def limits_for(self, platform: str) -> Limits:
+        """The reply limits of a message's own platform, when it is a well-known one."""
+        if self.reply_command is None:
+            return self.limits
+        return PLATFORM_LIMITS.get(platform, self.limits)
 
     # -- fetching ---------------------------------------------------------------------
 

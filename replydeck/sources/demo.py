@@ -41,6 +41,7 @@ from replydeck.sources.base import (
     Receipt,
     TransientError,
 )
+from replydeck.sources.jsonschema import PLATFORM_LIMITS
 
 log = logging.getLogger(__name__)
 UTC = timezone.utc
@@ -58,19 +59,6 @@ CONTINUE_WITHIN = 6
 #: Share of those continuations that are our own reply sent from the phone app.
 OUTBOUND_SHARE = 0.4
 
-#: What each platform really allows in a reply (see PLATFORMS.md).
-PLATFORM_LIMITS = {
-    "x": Limits(max_length=280, counting="x_weighted",
-                private_max_length=10000, private_counting="chars"),
-    "bluesky": Limits(max_length=300, counting="graphemes",
-                      private_max_length=1000, private_counting="graphemes"),
-    "mastodon": Limits(max_length=500, counting="chars"),
-    "instagram": Limits(max_length=2200, counting="chars", private_max_length=1000,
-                        private_counting="utf8_bytes", private_window_hours=24),
-    "facebook": Limits(max_length=8000, counting="chars", private_max_length=2000,
-                       private_counting="chars", private_window_hours=24),
-    "email": Limits(max_length=100_000, counting="chars"),
-}
 _PUBLIC_KINDS = (Kind.MENTION, Kind.COMMENT, Kind.REPLY, Kind.REVIEW)
 
 
@@ -248,14 +236,19 @@ def backlog(seed: int) -> tuple[tuple[float, _Spec], ...]:
                             ("spam", ("en", "ja"))):
         for lang in langs:
             single(scenario, lang, anytime())
-    for name_ in data.BACKLOG_HOSTILE:
-        single("hostile", rng.choice(("en", "ja")), anytime(), hostile=name_)
+    for n, name_ in enumerate(data.BACKLOG_HOSTILE):
+        single("hostile", rng.choice(("en", "ja")), anytime(), hostile=name_,
+               who=data.HOSTILE_NAME if n == 0 else None)
 
     # A repeat customer: a complaint, then two nudges while nobody answers.
     base = -rng.uniform(140, 160)
     root = single("complaint", "en", base)
-    convs[-1] += [(base + 40 + rng.uniform(0, 5), _continuation(rng, root, 0, "nudge"), 0),
-                  (base + 80 + rng.uniform(0, 5), _continuation(rng, root, 0, "nudge"), 1)]
+    first = _continuation(rng, root, 0, "nudge")
+    second = first
+    while second.text == first.text:  # two different words of impatience
+        second = _continuation(rng, root, 0, "nudge")
+    convs[-1] += [(base + 40 + rng.uniform(0, 5), first, 0),
+                  (base + 80 + rng.uniform(0, 5), second, 1)]
     # Answered from the phone app, then the customer writes back in the thread.
     base = -rng.uniform(95, 110)
     root = single(rng.choice(("shipping", "password")), rng.choice(("en", "ja")), base,

@@ -268,8 +268,12 @@ class EmailSource(BaseSource):
             except (OSError, smtplib.SMTPException):
                 s.close()
 
-    async def _run(self, what: str, fn: Callable[[], T]) -> T:
-        """Run blocking protocol code in a thread; map every failure to a SourceError."""
+    async def _run(self, what: str, fn: Callable[[], T],
+                   in_flight: Callable[[], bool] = lambda: False) -> T:
+        """Run blocking protocol code in a thread; map every failure to a SourceError.
+
+        ``in_flight()`` tells whether a mail may have been handed over when the connection
+        failed without an answer (``maybe_sent``: the outbox then checks Sent first)."""
         try:
             return await asyncio.to_thread(fn)
         except SourceError:
@@ -300,7 +304,7 @@ class EmailSource(BaseSource):
             raise PermanentError(text) from None
         except smtplib.SMTPServerDisconnected:
             raise TransientError(f"SMTP server {self.smtp_host} closed the connection "
-                                 f"during {what}") from None
+                                 f"during {what}", maybe_sent=in_flight()) from None
         except smtplib.SMTPException as exc:
             raise TransientError(f"SMTP {what} failed ({type(exc).__name__})") from None
         except ssl.SSLCertVerificationError as exc:
@@ -308,17 +312,20 @@ class EmailSource(BaseSource):
                                  f"{exc.verify_message}") from None
         except ssl.SSLError as exc:
             raise TransientError(f"TLS failed during {what} ({exc.reason}); check that "
-                                 f"security = {self.security!r} matches the port") from None
+                                 f"security = {self.security!r} matches the port",
+                                 maybe_sent=in_flight()) from None
         except imaplib.IMAP4.abort as exc:
             raise TransientError(f"IMAP connection lost during {what} "
                                  f"({_imap_text(exc)})") from None
         except imaplib.IMAP4.error as exc:
             raise TransientError(f"IMAP {what} failed ({_imap_text(exc)})") from None
         except TimeoutError:
-            raise TransientError(f"email server timed out during {what}") from None
+            raise TransientError(f"email server timed out during {what}",
+                                 maybe_sent=in_flight()) from None
         except OSError as exc:
             raise TransientError(f"cannot reach the email server during {what} "
-                                 f"({type(exc).__name__}: {exc.strerror or exc})") from None
+                                 f"({type(exc).__name__}: {exc.strerror or exc})",
+                                 maybe_sent=in_flight()) from None
 
     # -- fetch -------------------------------------------------------------------------
     async def fetch(self, cursor: Cursor | None) -> Batch:
@@ -377,7 +384,7 @@ class EmailSource(BaseSource):
         except PermanentError:
             if required:
                 raise
-            log.warning("email %s: mailbox %r vanished; skipping it", self.name, box)
+            log.info("email %s: mailbox %r does not exist (yet); skipping it", self.name, box)
             return [], False
         st = state.boxes.get(box)
         if st is None or st.uidvalidity != uidvalidity:
@@ -573,7 +580,9 @@ class EmailSource(BaseSource):
         if not reply.body.strip():
             raise PermanentError("the reply is empty")
         msg, to_addr = self.build_reply(reply)
-        await self._run("send", lambda: self._smtp_send(msg, to_addr))
+        handed_over: list[bool] = []
+        await self._run("send", lambda: self._smtp_send(msg, to_addr, handed_over),
+                        in_flight=lambda: bool(handed_over))
         if self.save_sent:
             try:
                 await self._run("saving to Sent", lambda: self._append_sent(msg))
@@ -582,8 +591,10 @@ class EmailSource(BaseSource):
                 log.warning("email %s: reply sent but not saved to Sent: %s", self.name, exc)
         return self._receipt(reply, msg)
 
-    def _smtp_send(self, msg: EmailMessage, to_addr: str) -> None:
+    def _smtp_send(self, msg: EmailMessage, to_addr: str, handed_over: list[bool]) -> None:
         with self._smtp() as s:
+            # From here on, a connection lost without an SMTP answer may mean "delivered".
+            handed_over.append(True)
             s.send_message(msg, from_addr=self.address, to_addrs=[to_addr])
 
     def _append_sent(self, msg: EmailMessage) -> None:
@@ -597,14 +608,9 @@ class EmailSource(BaseSource):
                 return im.append(_quote_mailbox(box), r"(\Seen)",
                                  imaplib.Time2Internaldate(time.time()), msg.as_bytes())
 
-            try:
-                typ, data = append()
-            except imaplib.IMAP4.abort:
-                raise
-            except imaplib.IMAP4.error as exc:
-                # A configured Sent mailbox that does not exist yet: [TRYCREATE] says so.
-                if "TRYCREATE" not in str(exc).upper():
-                    raise
+            typ, data = append()
+            if typ != "OK" and "TRYCREATE" in _imap_text(data).upper():
+                # A configured Sent mailbox that does not exist yet.
                 im.create(_quote_mailbox(box))
                 typ, data = append()
             if typ != "OK":

@@ -263,7 +263,9 @@ def _body(msg: Message) -> tuple[str, bool, list[Attachment]]:
 # An attribution line ("On Mon, 1 Jan 2024, Ann <a@b> wrote:") may wrap onto two lines.
 _ATTRIBUTION = re.compile(
     r"^(?:On\s.+wrote:|Le\s.+a écrit\s?:|Am\s.+schrieb.+:|El\s.+escribió:"
-    r"|.+(?:のメッセージ|さんは書きました|は書きました|wrote)\s*[:：])\s*$",
+    r"|.+(?:のメッセージ|のメール|さんは書きました|は書きました|wrote)\s*[:：]"
+    # Gmail in Japanese: "2026年1月9日(金) 10:00 Name <addr>:"
+    r"|.*\d.*<[^<>\s]+@[^<>\s]+>\s*[:：])\s*$",
     re.IGNORECASE,
 )
 # Header blocks that Outlook-style clients put above the forwarded/quoted original.

@@ -37,6 +37,7 @@ from replydeck.sources.base import (
     TransientError,
 )
 from replydeck.sources.jsonschema import (
+    PLATFORM_LIMITS,
     Problems,
     SchemaError,
     parse_json_line,
@@ -107,6 +108,8 @@ class JsonlSource(BaseSource):
         super().__init__(name)
         self.path = Path(path)
         self.reply_path = Path(reply_path) if reply_path else None
+        if self.reply_path is None:
+            self.limits = Limits(supports_public=False, supports_private=False)
         self.max_batch = max_batch
         self.problems = Problems(name)
         self._send_lock = asyncio.Lock()
@@ -119,6 +122,12 @@ class JsonlSource(BaseSource):
         # file_path: "~" expanded, relative paths taken from the config file's folder.
         return cls(table.name, path=table.file_path("path"),
                    reply_path=table.file_path("reply_path", None))
+
+    def limits_for(self, platform: str) -> Limits:
+        """The reply limits of a message's own platform, when it is a well-known one."""
+        if self.reply_path is None:
+            return self.limits
+        return PLATFORM_LIMITS.get(platform, self.limits)
 
     # -- fetching ---------------------------------------------------------------------
 
@@ -169,7 +178,7 @@ class JsonlSource(BaseSource):
                     continue
                 pos.offset += skipping + nl + 1
                 pos.line += 1
-                self.problems.add(f"line {pos.line}: longer than {MAX_LINE >> 20} MiB")
+                self.problems.add(f"line {pos.line}: longer than {MAX_LINE} bytes")
                 skipping = 0
                 chunk = chunk[nl + 1:]
             buf += chunk

@@ -25,8 +25,24 @@ from typing import Any
 
 from replydeck.inbox.model import Author, Direction, Kind, Message, Reply
 from replydeck.inbox.sanitize import sanitize_line, sanitize_text
+from replydeck.sources.base import Limits
 
 log = logging.getLogger(__name__)
+
+#: What a reply may hold on each well-known platform (see PLATFORMS.md). Sources whose
+#: messages name their platform (jsonl, command, demo) answer ``limits_for`` from this.
+PLATFORM_LIMITS = {
+    "x": Limits(max_length=280, counting="x_weighted",
+                private_max_length=10000, private_counting="chars"),
+    "bluesky": Limits(max_length=300, counting="graphemes",
+                      private_max_length=1000, private_counting="graphemes"),
+    "mastodon": Limits(max_length=500, counting="chars"),
+    "instagram": Limits(max_length=2200, counting="chars", private_max_length=1000,
+                        private_counting="utf8_bytes", private_window_hours=24),
+    "facebook": Limits(max_length=8000, counting="chars", private_max_length=2000,
+                       private_counting="chars", private_window_hours=24),
+    "email": Limits(max_length=100_000, counting="chars"),
+}
 
 KINDS = tuple(k.value for k in Kind)
 DIRECTIONS = tuple(d.value for d in Direction)
@@ -204,6 +220,10 @@ def cursor_line(obj: Any, *, line: int | None = None) -> str | None:
             prefix = f"line {line}: " if line is not None else ""
             raise SchemaError(f"{prefix}cursor: expected a string, "
                               f"found {describe_value(value)}")
+        if "\x00" in value:
+            # It goes into an environment variable, which cannot hold one.
+            prefix = f"line {line}: " if line is not None else ""
+            raise SchemaError(f"{prefix}cursor: contains a NUL character")
         return value
     return None
 
@@ -241,10 +261,16 @@ class Problems:
         self.entries: deque[str] = deque(maxlen=keep)
         self.total = 0
 
+    #: Problems logged one by one; after that only every thousandth, so a file of
+    #: garbage cannot flood the log.
+    LOG_EACH = 100
+
     def add(self, problem: str) -> None:
         self.total += 1
         self.entries.append(problem)
-        log.warning("source %s: skipped %s", self.source_name, problem)
+        if self.total <= self.LOG_EACH or self.total % 1000 == 0:
+            log.warning("source %s: skipped %s (%d so far)", self.source_name, problem,
+                        self.total)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.entries)

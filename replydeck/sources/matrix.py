@@ -108,6 +108,8 @@ class MatrixSource(BaseSource):
         self._room_ids: set[str] | None = None
         self._members: dict[str, int] = {}
         self._names: dict[tuple[str, str], str] = {}
+        #: The server's clock (its Date header): backfill compares server times only.
+        self._server_ms: int | None = None
 
     def __repr__(self) -> str:
         return f"MatrixSource(name={self.name!r}, homeserver={self.homeserver!r}, " \
@@ -169,18 +171,29 @@ class MatrixSource(BaseSource):
             self._client = None
 
     async def _call(self, method: str, path: str, *, what: str, params: Any = None,
-                    json_body: Any = None, timeout: float | None = None) -> Any:
-        """One API call, Matrix errors mapped to source errors; returns the JSON body."""
+                    json_body: Any = None, timeout: float | None = None,
+                    sending: bool = False) -> Any:
+        """One API call, Matrix errors mapped to source errors; returns the JSON body.
+
+        ``sending``: a failure after the request went out sets ``maybe_sent`` (the txnId
+        makes the retry safe either way)."""
         try:
             resp = await self._http().request(
-                method, API + path, params=params, json=json_body,
+                method, API + path, params=params,
+                content=_encode(json_body) if json_body is not None else None,
+                headers={"Content-Type": "application/json"} if json_body is not None
+                else None,
                 timeout=timeout if timeout is not None else self.timeout)
-        except httpx.TimeoutException:
-            raise TransientError(f"{self.homeserver} did not answer in time ({what})"
+        except httpx.TimeoutException as exc:
+            raise TransientError(f"{self.homeserver} did not answer in time ({what})",
+                                 maybe_sent=sending and not isinstance(exc, httpx.ConnectTimeout)
                                  ) from None
         except httpx.HTTPError as exc:
             raise TransientError(f"cannot reach {self.homeserver} ({what}): "
-                                 f"{type(exc).__name__}") from None
+                                 f"{type(exc).__name__}",
+                                 maybe_sent=sending and not isinstance(exc, httpx.ConnectError)
+                                 ) from None
+        self._server_ms = _date_ms(resp.headers.get("Date")) or self._server_ms
         try:
             body = resp.json()
         except ValueError:
@@ -206,7 +219,7 @@ class MatrixSource(BaseSource):
                 f"{', soft logout' if soft else ''}): log in again and put a new access "
                 f"token in the config ({what})")
         if status >= 500:
-            raise TransientError(f"Matrix server error {status} ({what})")
+            raise TransientError(f"Matrix server error {status} ({what})", maybe_sent=sending)
         if errcode == "M_TOO_LARGE" or status == 413:
             raise PermanentError(f"the message is too large for a Matrix event ({what})")
         if status == 403:
@@ -315,9 +328,9 @@ class MatrixSource(BaseSource):
                 if isinstance(ts, int) and (newest_ms is None or ts > newest_ms):
                     newest_ms = ts
         more = await self._accept_invites(invited, rooms)
-        wall = int(utcnow().timestamp() * 1000)
-        return Batch(items=items, cursor=json.dumps({"since": next_batch,
-                                                     "ts": max(newest_ms or 0, wall)}),
+        # Where the next backfill may stop: server time of this sync (never our clock).
+        stamp = max(newest_ms or 0, self._server_ms or 0) or None
+        return Batch(items=items, cursor=json.dumps({"since": next_batch, "ts": stamp}),
                      more=more)
 
     async def _room_events(self, room_id: str, room: dict[str, Any], since: str | None,
@@ -495,12 +508,13 @@ class MatrixSource(BaseSource):
         sender = raw.get("sender")
         if isinstance(sender, str) and sender != self.user_id:
             content["m.mentions"] = {"user_ids": [sender]}
-        if len(json.dumps(content).encode("utf-8")) > MAX_EVENT_BYTES - 2048:
+        if len(_encode(content)) > MAX_EVENT_BYTES - 2048:
             raise PermanentError("the reply is too long for a Matrix event (65536 bytes "
                                  "including its encoding)")
         path = (f"/rooms/{quote(room_id, safe='')}/send/m.room.message/"
                 f"{quote(reply.idempotency_key, safe='')}")
-        body = await self._call("PUT", path, json_body=content, what="sending the reply")
+        body = await self._call("PUT", path, json_body=content, what="sending the reply",
+                                sending=True)
         event_id = body.get("event_id")
         if not isinstance(event_id, str):
             raise TransientError(f"malformed answer from matrix: send gave "
@@ -569,6 +583,23 @@ def _parse_cursor(cursor: Cursor | None) -> tuple[str | None, int | None]:
         return None, None
     ts = data.get("ts")
     return data["since"], ts if isinstance(ts, int) else None
+
+
+def _encode(body: Any) -> bytes:
+    """JSON as UTF-8 (not \\u escapes), so its size is what the event size limit counts."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _date_ms(header: str | None) -> int | None:
+    if not header:
+        return None
+    try:
+        when = parsedate_to_datetime(header)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1000)
 
 
 def _room_from_key(thread_key: str | None) -> str | None:

@@ -156,20 +156,27 @@ class XSource(BaseSource):
             if resp.status_code == 401 and attempt == 1:
                 await self._refresh(token)
                 continue
-            return self._decode(resp, endpoint)
+            return self._decode(resp, endpoint, mutating=method != "GET")
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _send_http(self, method: str, path: str, *, params: Any = None, body: Any = None,
                          headers: dict[str, str] | None = None, data: Any = None,
                          auth: Any = None) -> httpx.Response:
+        # A POST that may have reached X before the failure may have created the post:
+        # maybe_sent tells the outbox to reconcile (find_sent) before sending again.
+        mutating = method != "GET"
         try:
             return await self._http().request(method, path, params=params, json=body,
                                               headers=headers, data=data, auth=auth)
-        except httpx.TimeoutException:
-            raise TransientError(f"X did not answer within {self.timeout:g} s") from None
-        except httpx.HTTPError as exc:
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise TransientError(f"cannot reach X at {self.api_base} "
                                  f"({type(exc).__name__})") from None
+        except httpx.TimeoutException:
+            raise TransientError(f"X did not answer within {self.timeout:g} s",
+                                 maybe_sent=mutating) from None
+        except httpx.HTTPError as exc:
+            raise TransientError(f"lost the connection to X at {self.api_base} "
+                                 f"({type(exc).__name__})", maybe_sent=mutating) from None
 
     def _note_rate_limit(self, endpoint: str, resp: httpx.Response) -> None:
         reset = _reset_time(resp)
@@ -177,7 +184,7 @@ class XSource(BaseSource):
         if resp.status_code == 429 or (remaining is not None and remaining.strip() == "0"):
             self._blocked_until[endpoint] = reset or utcnow() + DEFAULT_BACKOFF
 
-    def _decode(self, resp: httpx.Response, endpoint: str) -> Any:
+    def _decode(self, resp: httpx.Response, endpoint: str, *, mutating: bool = False) -> Any:
         status = resp.status_code
         try:
             data = resp.json()
@@ -188,7 +195,7 @@ class XSource(BaseSource):
             raise RateLimited(f"X rate limit reached for {endpoint} "
                               f"(until {retry_at:%H:%M:%S} UTC)", retry_at=retry_at)
         if status >= 500:
-            raise TransientError(f"X server error {status} on {endpoint}")
+            raise TransientError(f"X server error {status} on {endpoint}", maybe_sent=mutating)
         if status == 401:
             raise AuthError("X rejected the access token even after a refresh; "
                             "authorise replydeck again and update the token")
@@ -209,7 +216,8 @@ class XSource(BaseSource):
             raise PermanentError(f"X rejected {endpoint} ({status}): {_problem(data)}")
         if not isinstance(data, dict):
             raise TransientError(f"malformed answer from X on {endpoint}: "
-                                 f"{describe_json(data) if data is not None else 'not JSON'}")
+                                 f"{describe_json(data) if data is not None else 'not JSON'}",
+                                 maybe_sent=mutating)
         return data
 
     async def _refresh(self, failed_token: str) -> None:
@@ -320,6 +328,10 @@ class XSource(BaseSource):
             items.extend(own)
             if own_newest is not None:
                 state.own_since = own_newest
+            elif state.own_since is None:
+                # No own posts yet: any snowflake of "now" marks where to start (ids grow
+                # with time), so our first reply after this poll is not taken as history.
+                state.own_since = state.mention_since
 
         if self.dms and not self._blocked("dm_events"):
             with contextlib.suppress(RateLimited):
@@ -538,7 +550,8 @@ class XSource(BaseSource):
                                       "reply": {"in_reply_to_tweet_id": parent}})
         created = data.get("data")
         if not isinstance(created, dict) or not isinstance(created.get("id"), str):
-            raise TransientError(f"malformed answer from X post create: {describe_json(data)}")
+            raise TransientError(f"malformed answer from X post create: {describe_json(data)}",
+                                 maybe_sent=True)
         return self._post_receipt(reply, target, created["id"], utcnow(), me)
 
     def _post_receipt(self, reply: Reply, target: Message, post_id: str, at: datetime,
@@ -571,7 +584,8 @@ class XSource(BaseSource):
         data = await self._call("POST", path, endpoint="dm create", body={"text": reply.body})
         created = data.get("data")
         if not isinstance(created, dict) or not isinstance(created.get("dm_event_id"), str):
-            raise TransientError(f"malformed answer from X dm create: {describe_json(data)}")
+            raise TransientError(f"malformed answer from X dm create: {describe_json(data)}",
+                                 maybe_sent=True)
         conversation = _str(created.get("dm_conversation_id")) or conversation or ""
         return self._dm_receipt(reply, created["dm_event_id"], conversation, utcnow(), me)
 

@@ -24,7 +24,7 @@ from replydeck.config.loader import example_text, load_config, write_example
 DOCUMENTED = {
     "demo": {"seed", "rate"},
     "jsonl": {"path", "reply_path"},
-    "command": {"command", "reply_command"},
+    "command": {"command", "reply_command", "timeout", "reply_dedupes"},
     "mastodon": {"instance", "token"},
     "bluesky": {"service", "handle", "app_password"},
     "matrix": {"homeserver", "user_id", "token", "rooms"},

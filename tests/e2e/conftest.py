@@ -105,3 +105,65 @@ def email_server():
         yield server
     finally:
         server_script("email.sh", "stop", "--wipe", env=server._env(), timeout=60)
+
+
+# ======================================================================================
+# Bluesky: @atproto/dev-env PLC + PDS + AppView (tests/servers/bsky.sh), PostgreSQL on
+# 127.0.0.1:5433; accounts alice.test (our account) and bob.test (the customer)
+# ======================================================================================
+class BlueskyNetwork:
+    pds = "http://127.0.0.1:2583"
+
+    def __init__(self, accounts: dict[str, tuple[str, str]]) -> None:
+        #: handle -> (password, did)
+        self.accounts = accounts
+
+    def xrpc(self, method: str, nsid: str, token: str | None = None, **kw):
+        import httpx
+
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        r = httpx.request(method, f"{self.pds}/xrpc/{nsid}", headers=headers, timeout=30, **kw)
+        r.raise_for_status()
+        return r.json()
+
+    def login(self, handle: str) -> tuple[str, str]:
+        """(accessJwt, did) for a fresh session, as the customer's own app would have."""
+        s = self.xrpc("POST", "com.atproto.server.createSession",
+                      json={"identifier": handle, "password": self.accounts[handle][0]})
+        return s["accessJwt"], s["did"]
+
+
+@pytest.fixture(scope="session")
+def bsky_network():
+    skip_if_disabled()
+    # First install takes 3-4 minutes (Node 22, npm ci of dev-env, PostgreSQL from apt).
+    out = server_script("bsky.sh", "start", timeout=1200)
+    accounts = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[0] == "ACCOUNT":
+            accounts[parts[1]] = (parts[2], parts[3])
+    if "alice.test" not in accounts or "bob.test" not in accounts:
+        raise RuntimeError(f"bsky.sh did not report the test accounts:\n{out[-2000:]}")
+    try:
+        yield BlueskyNetwork(accounts)
+    finally:
+        server_script("bsky.sh", "stop", "--wipe", timeout=120)
+
+
+# ======================================================================================
+# Mastodon: the PyPI `mastodon-mock` package (NOT a real Mastodon; tests/servers/
+# mastodon_mock.sh), tokens alice_token (our account) and bob_token (the customer)
+# ======================================================================================
+MASTO_PORT = os.environ.get("MASTO_PORT", "3300")
+
+
+@pytest.fixture(scope="session")
+def mastodon_mock():
+    skip_if_disabled()
+    env = {"MASTO_PORT": MASTO_PORT}
+    server_script("mastodon_mock.sh", "start", env=env, timeout=600)
+    try:
+        yield f"http://127.0.0.1:{MASTO_PORT}"
+    finally:
+        server_script("mastodon_mock.sh", "stop", "--wipe", env=env, timeout=60)

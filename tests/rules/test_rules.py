@@ -13,6 +13,7 @@ from replydeck.config.table import Table
 from replydeck.inbox.assess import Decision, PlainAssessor, ThreadFacts
 from replydeck.inbox.model import Author, Direction, Kind, Message, Status, Urgency
 from replydeck.inbox.rules import RulesAssessor, build_assessor
+from replydeck.inbox.sanitize import sanitize_line
 
 UTC = timezone.utc
 # A Wednesday, 10:00 in Tokyo (open) and 22:00 in Tokyo (closed).
@@ -137,9 +138,9 @@ def test_text_conditions_read_only_new_customer_messages():
     a = assessor(rule("refund", {"text": "refund"}))
     assert fired(a, facts("thanks, all sorted", earlier=[old])) == []
     # Our own outgoing message says "refund": not the customer's words.
-    ours = facts(direction_out := "We have issued your refund")
+    ours = facts("We have issued your refund")
     ours.new_messages[0].direction = Direction.OUT
-    assert direction_out and fired(a, ours) == []
+    assert fired(a, ours) == []
 
 
 def test_re_assessment_reads_the_latest_customer_message():
@@ -179,6 +180,15 @@ def test_sentiment_conditions():
     assert fired(a, facts("this is awful")) == ["neg", "very-neg"]
     assert fired(a, facts("ok")) == ["neu"]
     assert fired(a, facts("love it")) == ["pos", "very-pos"]
+
+
+def test_one_angry_message_makes_the_change_negative():
+    scores = {"hi": 0.0, "this is awful": -0.7, "love it": 0.8}
+    a = assessor(rule("neg", {"sentiment": "negative"}), rule("pos", {"sentiment": "positive"}),
+                 *ack_rules(), sentiment_fn=lambda text, lang: scores[text])
+    d = a.assess(facts("love it", "this is awful", now=CLOSED), CLOSED)
+    assert d.fired_rules == ["neg", "ack"]
+    assert d.auto_reply is None and "auto-reply skipped: negative sentiment" in d.reasons
 
 
 def test_sentiment_with_the_real_scorer():
@@ -303,12 +313,23 @@ def test_explain_lists_rules_and_actions_without_side_effects():
     a = assessor(rule("refund", {"text": "refund"}, tags=["billing"], raise_urgency="high",
                       auto_reply="faq-hours"),
                  {"name": "spam", "when": {"text": "crypto"}, "then": {"done": True},
-                  "stop": True})
+                  "stop": True}, sentiment_fn=neutral)
     f = facts("refund please")
     assert a.explain(f, OPEN) == [("refund", ["tag +billing", "raise urgency to at least "
                                               "high", "auto-reply 'faq-hours'"])]
     assert a.explain(facts("crypto"), OPEN) == [("spam", ["mark done", "stop"])]
     assert f.tags == []
+
+
+def test_explain_a_stored_conversation_as_if_its_messages_were_new():
+    a = assessor(*ack_rules(), sentiment_fn=neutral)
+    ours = msg("Thanks, all done", at=CLOSED - timedelta(hours=3), direction=Direction.OUT)
+    stored = facts(now=CLOSED, earlier=[msg("refund?", at=CLOSED - timedelta(hours=4)), ours,
+                                        msg("one more question", at=CLOSED)])
+    assert a.explain(stored, CLOSED) == [
+        ("ack", ["auto-reply 'out-of-hours' skipped: no new customer message"])]
+    assert a.explain(stored, CLOSED, as_if_new=True) == [("ack", ["auto-reply 'out-of-hours'"])]
+    assert stored.new_messages == []
 
 
 # -- auto-replies and guards -------------------------------------------------------------
@@ -505,3 +526,26 @@ then = { auto_reply = "ack", tags = ["after-hours"] }
     # Triage sees "lawsuit" as a legal threat: never answered by a machine.
     d = a.assess(facts("I'm filing a lawsuit against you", now=CLOSED), CLOSED)
     assert d.auto_reply is None
+
+
+def test_hostile_text_and_names_stay_inert(tmp_path):
+    import json
+    from pathlib import Path
+    corpus = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "hostile-text.jsonl"
+    if not corpus.exists():
+        pytest.skip("shared corpus not beside the project")
+    a = assessor(rule("any", {"text_regex": ".", "text": ["bold", "ログイン"]}, tags=["t"]),
+                 *ack_rules(), sentiment_fn=neutral)
+    for line in corpus.read_text("utf-8").splitlines():
+        text = json.loads(line)["text"]
+        # As ingest stores it: every name from a platform goes through sanitize_line.
+        who = Author(id="h", handle="h", name=sanitize_line(text[:200]))
+        d = a.assess(facts(text, author=who, now=CLOSED), CLOSED)
+        # The name is pasted into the reply as it is: no markup or template is expanded.
+        assert d.auto_reply is None or d.auto_reply.body == (
+            "Closed now @h, back at 9:00!")
+        dm = a.assess(facts(text, author=who, kind=Kind.DM, platform="instagram", now=CLOSED),
+                      CLOSED)
+        if dm.auto_reply is not None:
+            assert dm.auto_reply.body == \
+                f"Hi {who.name.strip() or 'there'}, we're closed; back at 9:00."

@@ -124,3 +124,20 @@ def test_accuracy_floor():
     assert result.top3_rate >= 0.9, result.misses
     assert result.top1_rate >= 0.8, result.misses
     assert result.by_language["ja"]["top3"] / result.by_language["ja"]["total"] >= 0.85
+
+
+def test_empty_library_suggests_nothing():
+    s = Suggester([])
+    assert s.suggest(["refund please"], "en") == []
+    s.close()
+
+
+HOSTILE = ROOT.parent / "shared" / "corpus" / "hostile-text.jsonl"
+
+
+@pytest.mark.skipif(not HOSTILE.exists(), reason="shared corpus not beside the project")
+def test_hostile_text_never_breaks_suggestions(suggester):
+    for line in HOSTILE.read_text("utf-8").splitlines():
+        text = json.loads(line)["text"]
+        for s in suggester.suggest([text], None):
+            assert s.score > 0

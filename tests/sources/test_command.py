@@ -74,7 +74,7 @@ async def test_malformed_lines_are_skipped_with_line_numbers(tmp_path: Path) -> 
         "not json",
         message_json(3, kind="fax"),
         '{"cursor": 5}',
-        "",
+        '{"cursor": "a\\u0000b"}',
         message_json(6, text="\x1b[2Jcleared?"),
         '{"cursor": "next"}',
     ])
@@ -89,6 +89,7 @@ async def test_malformed_lines_are_skipped_with_line_numbers(tmp_path: Path) -> 
         "line 3: kind: expected one of mention, comment, dm, reply, email, review, "
         "found 'fax'",
         "line 4: cursor: expected a string, found 5",
+        "line 5: cursor: contains a NUL character",
     ]
 
 
@@ -226,6 +227,7 @@ async def test_send_timeout_is_transient(tmp_path: Path) -> None:
 async def test_send_without_reply_command_is_permanent(tmp_path: Path) -> None:
     source = CommandSource("desk", command=["true"])
     assert not source.limits.supports_public and not source.limits.supports_private
+    assert not source.limits_for("x").supports_public
     with pytest.raises(PermanentError, match="no reply_command"):
         await source.send(reply())
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -187,6 +189,62 @@ async def test_reads_appended_lines_and_waits_for_partial_last_line(tmp_path: Pa
     third = await source.fetch(second.cursor)
     assert ids(third) == ["m3", "m4"]
     assert ids(await source.fetch(third.cursor)) == []
+
+
+async def test_poll_after_every_piece_of_a_split_write(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"")
+    data = "".join(line(i, text="日本語 " * (i % 7)) for i in range(200)).encode()
+    source = JsonlSource("feed", path=path)
+    rng = random.Random(2)
+    seen: list[str] = []
+    cursor = None
+    pos = 0
+    while pos < len(data):
+        step = rng.randint(1, 90)  # also splits multi-byte characters
+        append(path, data[pos:pos + step])
+        pos += step
+        batch = await source.fetch(cursor)
+        seen += ids(batch)
+        cursor = batch.cursor
+    assert seen == [f"m{i}" for i in range(200)]
+    assert list(source.problems) == []
+
+
+async def test_reading_while_another_process_appends(tmp_path: Path) -> None:
+    """Lines written in arbitrary pieces while polls run: each read once, in order."""
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"")
+    data = "".join(line(i) for i in range(3000)).encode()
+    done = threading.Event()
+
+    def writer() -> None:
+        rng = random.Random(1)
+        with open(path, "ab", buffering=0) as f:
+            pos = 0
+            while pos < len(data):
+                step = rng.randint(1, 700)  # pieces that split lines anywhere
+                f.write(data[pos:pos + step])
+                pos += step
+        done.set()
+
+    source = JsonlSource("feed", path=path, max_batch=400)
+    thread = threading.Thread(target=writer)
+    thread.start()
+    seen: list[str] = []
+    cursor = None
+    try:
+        while True:
+            finished = done.is_set()
+            batch = await source.fetch(cursor)
+            seen += ids(batch)
+            cursor = batch.cursor
+            if finished and not batch.items and not batch.more:
+                break
+    finally:
+        thread.join()
+    assert seen == [f"m{i}" for i in range(3000)]
+    assert list(source.problems) == []
 
 
 async def test_malformed_lines_are_reported_and_skipped(tmp_path: Path) -> None:
@@ -373,3 +431,30 @@ async def test_send_into_missing_folder_is_permanent(tmp_path: Path) -> None:
                          reply_path=tmp_path / "no" / "such" / "r.jsonl")
     with pytest.raises(PermanentError, match="No such file or directory"):
         await source.send(reply("k"))
+
+
+def test_limits_follow_the_message_platform(tmp_path: Path) -> None:
+    source = JsonlSource("feed", path=tmp_path / "in", reply_path=tmp_path / "out")
+    assert source.limits_for("x").for_reply(False) == (280, "x_weighted")
+    assert source.limits_for("helpdesk") == source.limits
+    read_only = JsonlSource("feed", path=tmp_path / "in")
+    assert not read_only.limits_for("x").supports_public
+    assert not read_only.limits.supports_private
+
+
+async def test_overlong_line_is_skipped_even_while_still_being_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import replydeck.sources.jsonl as jsonl
+
+    monkeypatch.setattr(jsonl, "MAX_LINE", 1000)
+    monkeypatch.setattr(jsonl, "_CHUNK", 256)
+    path = tmp_path / "in.jsonl"
+    path.write_text(line(1) + line(2, text="z" * 3000) + line(3) + line(4, text="q" * 2000)[:1500])
+    source = JsonlSource("feed", path=path)
+    first = await source.fetch(None)
+    assert ids(first) == ["m1", "m3"]
+    assert list(source.problems) == ["line 2: longer than 1000 bytes"]
+    append(path, line(4, text="q" * 2000)[1500:] + line(5))
+    second = await source.fetch(first.cursor)
+    assert ids(second) == ["m5"]
+    assert list(source.problems)[-1] == "line 4: longer than 1000 bytes"

@@ -129,6 +129,24 @@ def test_window_closing_inside_the_repeated_fall_back_hour_closes_at_its_second_
                                                                       tzinfo=UTC))]
 
 
+def test_a_configured_24_7_week_does_not_stall() -> None:
+    cal = BusinessCalendar("Europe/Berlin", {d: (hm("00:00-24:00"),) for d in range(7)})
+    t = berlin(2026, 3, 20, 10).astimezone(UTC)  # UTC: "+ 10 days" in real time
+    assert cal.is_open(t)
+    # Across the spring-forward night: 10 days of business time is 10 days of real time.
+    assert cal.add(t, timedelta(days=10)) == t + timedelta(days=10)
+    assert cal.between(t, t + timedelta(days=30)) == timedelta(days=30)
+    assert cal.intervals(t, t + timedelta(days=5)) == [(t, t + timedelta(days=5))]
+    with pytest.raises(ValueError, match="no closing time"):
+        cal.next_close(t)
+
+
+def test_next_close_joins_an_open_period_across_midnight() -> None:
+    cal = BusinessCalendar("Europe/Berlin", {0: (hm("20:00-24:00"),), 1: (hm("00:00-02:00"),)})
+    assert cal.next_close(berlin(2026, 11, 23, 21)) == berlin(2026, 11, 24, 2)
+    assert cal.next_close(berlin(2026, 11, 24, 12)) == berlin(2026, 11, 24, 2) + timedelta(weeks=1)
+
+
 def test_always_is_plain_elapsed_time() -> None:
     cal = BusinessCalendar.always()
     t = datetime(2026, 11, 20, 16, 45, tzinfo=UTC)

@@ -21,23 +21,24 @@ sucks sucked crap crappy shitty shit damn wtf fuming unusable inexcusable neglec
 ignoring betrayed cheated incompetence negligent
 """
 _NEG2 = """
-bad poor slow sad upset worse wrong problem problems issue issues error errors bug bugs
+bad poor slow sad upset worse wrong problem problems error errors bug bugs
 buggy glitch glitchy crash crashed crashes crashing fail missing lost confusing confused
-complicated difficult hard inconvenient inconvenience expensive overpriced overcharged
-charged delay delayed delays late waiting waited unanswered unresolved refund refunded
+complicated difficult inconvenient inconvenience expensive overpriced overcharged
+delay delayed delays late waiting waited unanswered unresolved refund refunded
 complaint complain complaining complained concern concerned worried worry stuck outage
 down dead freeze frozen freezes hang hangs laggy lag unstable annoyance mess messy sloppy
-careless unprofessional unhelpful clueless cancel cancelled canceled cancelling damaged
+careless unprofessional unhelpful clueless damaged
 defective faulty leak leaked hacked compromised locked blocked banned suspended spam
 disconnected declined denied rejected unfair fake mistake mistakes regret regretting
 lacking lackluster mediocre meh bored boring tired sick fed-up nonsense pointless
 """
 _NEG1 = """
-unfortunately unclear odd weird strange minor slightly confusing hmm doubt doubtful
-unsure uncertain inconsistent limited lacks lack unavailable pending waiting still again
+unfortunately unclear odd weird strange minor confusing issue issues cancel cancelled
+canceled cancelling hmm doubt doubtful
+unsure uncertain inconsistent limited lacks lack unavailable pending waiting
 """
 _POS1 = """
-ok okay fine fair decent alright acceptable works working resolved fixed solved sorted
+ok okay fine fair decent alright acceptable works resolved fixed solved sorted
 clear helpful polite reasonable interesting quick fast easy simple
 """
 _POS2 = """
@@ -69,9 +70,11 @@ PHRASES: dict[str, float] = {
     "waste of money": -3.5, "waste of time": -3.0, "rip off": -3.5, "fed up": -3.0,
     "sick of": -3.0, "tired of": -2.5, "never again": -3.0, "no response": -2.5,
     "no reply": -2.5, "no answer": -2.0, "still waiting": -2.5, "still broken": -3.0,
-    "still not": -2.0, "charged twice": -3.0, "double charged": -3.0, "lost my": -2.5,
+    "still not": -2.0, "still nothing": -2.5, "still no": -2.0, "charged twice": -3.0, "double charged": -3.0, "lost my": -2.5,
     "worst service": -4.0, "customer service sucks": -4.0, "fix this": -1.5,
-    "what a joke": -3.0, "a joke": -2.0, "give up": -2.0, "giving up": -2.0,
+    "nothing works": -3.0, "nothing loads": -2.5, "got nothing": -2.0, "heard nothing": -2.0,
+    "without warning": -2.0, "deleted my": -2.0, "not one reply": -2.5,
+    "not a single reply": -2.5, "what a joke": -3.0, "a joke": -2.0, "give up": -2.0, "giving up": -2.0,
     "thank you": 2.0, "thanks a lot": 2.5, "thanks so much": 3.0, "much appreciated": 2.5,
     "well done": 2.5, "good job": 2.5, "great job": 3.0, "great work": 3.0,
     "works great": 3.0, "works perfectly": 3.0, "works now": 2.0, "all good": 2.0,

@@ -1,0 +1,1 @@
+"""Modal screens: prompts, help, saved replies, outbox, confirmation."""

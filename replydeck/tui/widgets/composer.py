@@ -1,0 +1,213 @@
+"""The reply composer: editor, the platform's length rule, and a review line.
+
+The review line (account, platform, public/private, length) is always under the editor,
+so what ctrl+s will do is on screen before it is pressed. Drafts go up as messages,
+debounced, and the screen stores them; nothing here writes to the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.message import Message
+from textual.timer import Timer
+from textual.widgets import Static, TextArea
+
+from replydeck.inbox import textlen
+from replydeck.inbox.model import Conversation
+from replydeck.sources.base import Limits
+from replydeck.tui import fmt
+from replydeck.tui.keymap import composer_bindings
+
+DRAFT_DEBOUNCE_S = 0.5
+
+
+def reply_modes(conv: Conversation, limits: Limits) -> tuple[bool, bool]:
+    """(public allowed, private allowed) for a reply in this conversation."""
+    if conv.kind.is_private:
+        return False, True
+    return limits.supports_public, limits.supports_private
+
+
+class Composer(Vertical):
+    BINDINGS = composer_bindings()
+
+    class Send(Message):
+        def __init__(self, conv_id: int, body: str, private: bool,
+                     saved_reply: str | None) -> None:
+            super().__init__()
+            self.conv_id, self.body, self.private = conv_id, body, private
+            self.saved_reply = saved_reply
+
+    class DraftChanged(Message):
+        def __init__(self, conv_id: int, body: str, private: bool) -> None:
+            super().__init__()
+            self.conv_id, self.body, self.private = conv_id, body, private
+
+    class Leave(Message):
+        pass
+
+    class WantSavedReply(Message):
+        pass
+
+    def __init__(self, limits_for: Callable[[Conversation], Limits], *,
+                 id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.limits_for = limits_for
+        self.conversation: Conversation | None = None
+        self.private = False
+        self.saved_reply: str | None = None
+        self._timer: Timer | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text(), id="compose-title")
+        yield TextArea(id="compose-text", soft_wrap=True, tab_behavior="focus")
+        yield Static(Text(), id="compose-review")
+
+    @property
+    def editor(self) -> TextArea:
+        return self.query_one("#compose-text", TextArea)
+
+    @property
+    def body(self) -> str:
+        return self.editor.text
+
+    @property
+    def active(self) -> bool:
+        return self.conversation is not None and self.display
+
+    def start(self, conv: Conversation, *, private: bool, body: str = "") -> None:
+        self.conversation = conv
+        public_ok, private_ok = reply_modes(conv, self.limits_for(conv))
+        self.private = (private and private_ok) or not public_ok
+        self.saved_reply = None
+        self.editor.load_text(body)
+        self.editor.move_cursor(self.editor.document.end)
+        self._update()
+        self.editor.focus()
+
+    def stop(self) -> None:
+        self._flush()
+        self.conversation = None
+
+    def check(self) -> textlen.LengthCheck | None:
+        if self.conversation is None:
+            return None
+        return textlen.check_reply(self.body, self.limits_for(self.conversation), self.private)
+
+    def _update(self) -> None:
+        conv = self.conversation
+        if conv is None:
+            return
+        title = Text("Reply to ", "bold")
+        title.append(conv.author.name or conv.author.handle or "customer", "bold")
+        title.append(f" on {fmt.platform_name(conv.platform)}", "bold")
+        self.query_one("#compose-title", Static).update(title)
+        check = self.check()
+        assert check is not None
+        public_ok, private_ok = reply_modes(conv, self.limits_for(conv))
+        review = Text()
+        review.append(conv.source, "bold")
+        review.append(f" · {fmt.platform_name(conv.platform)} · ")
+        review.append("private" if self.private else "public",
+                      "bold magenta" if self.private else "bold cyan")
+        if public_ok and private_ok:
+            review.append(" (ctrl+t switches)", "dim")
+        review.append(" · ")
+        review.append(check.describe(), "green" if check.ok else "bold red")
+        if self.saved_reply:
+            review.append(f" · saved reply: {self.saved_reply}", "dim")
+        if not check.ok:
+            review.append("  too long: ctrl+s refuses", "bold red")
+        self.query_one("#compose-review", Static).update(review)
+
+    def on_text_area_changed(self, event: TextArea.Changed) -> None:
+        event.stop()
+        self._update()
+        if self._timer is not None:
+            self._timer.stop()
+        self._timer = self.set_timer(DRAFT_DEBOUNCE_S, self._flush)
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        if self.conversation is not None:
+            self.post_message(self.DraftChanged(self.conversation.id, self.body, self.private))
+
+    def insert_text(self, text: str, saved_reply: str | None = None) -> None:
+        if saved_reply:
+            self.saved_reply = saved_reply
+        self.editor.replace(text, self.editor.selection.start, self.editor.selection.end)
+        self.editor.focus()
+
+    # -- actions (bound by id; rebindable) ---------------------------------------------
+    def action_compose_send(self) -> None:
+        conv = self.conversation
+        check = self.check()
+        if conv is None or check is None:
+            return
+        if not self.body.strip():
+            self.notify("The reply is empty.", severity="warning", markup=False)
+            return
+        if not check.ok:
+            self.notify(f"Not sent: too long for {fmt.platform_name(conv.platform)} "
+                        f"({check.describe()}).", severity="error", markup=False)
+            return
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        self.post_message(self.Send(conv.id, self.body, self.private, self.saved_reply))
+
+    def action_compose_private(self) -> None:
+        conv = self.conversation
+        if conv is None:
+            return
+        public_ok, private_ok = reply_modes(conv, self.limits_for(conv))
+        if not (public_ok and private_ok):
+            only = "private" if private_ok else "public"
+            self.notify(f"{fmt.platform_name(conv.platform)} allows only {only} replies here.",
+                        severity="warning", markup=False)
+            return
+        self.private = not self.private
+        self._update()
+        self._flush()
+
+    def action_compose_saved(self) -> None:
+        self.post_message(self.WantSavedReply())
+
+    def action_compose_leave(self) -> None:
+        self._flush()
+        self.post_message(self.Leave())
+
+    def action_compose_editor(self) -> None:
+        editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+        fd, name = tempfile.mkstemp(prefix="replydeck-", suffix=".txt")
+        path = Path(name)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(self.body)
+            try:
+                with self.app.suspend():
+                    subprocess.call([*shlex.split(editor), str(path)])
+            except Exception as exc:  # SuspendNotSupported, editor missing
+                self.notify(f"Cannot open the editor {editor!r}: {exc}", severity="error",
+                            markup=False)
+                return
+            text = path.read_text(encoding="utf-8", errors="replace")
+            self.editor.load_text(text.rstrip("\n"))
+            self._update()
+            self._flush()
+        finally:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        self.editor.focus()
