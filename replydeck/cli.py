@@ -172,16 +172,26 @@ def cmd_poll(args: argparse.Namespace) -> int:
 def _run_services(config: Any, *, once: bool,
                   on_tick: Callable[[Any], None] | None = None,
                   duration: float | None = None) -> int:
-    from replydeck.runtime import ServiceHooks, build_services, run_forever, run_once
+    from replydeck.runtime import (
+        ServiceHooks,
+        build_services,
+        chain,
+        make_notifier,
+        notification_hooks,
+        run_forever,
+        run_once,
+    )
 
     store = _store(config)
-    hooks = ServiceHooks(on_poll=_poll_report, on_outbox=_outbox_report)
+    notifier = make_notifier(config)
+    hooks = chain(ServiceHooks(on_poll=_poll_report, on_outbox=_outbox_report),
+                  notification_hooks(store, notifier))
     services = build_services(config, store, hooks)
 
     async def main() -> int:
         try:
             if once:
-                outcomes, _ = await run_once(services)
+                outcomes, _ = await run_once(services, hooks)
                 return EXIT_FAILED if any(o.error for o in outcomes) else 0
             stop = asyncio.Event()
             _install_stop_handlers(asyncio.get_running_loop(), stop)
@@ -195,6 +205,10 @@ def _run_services(config: Any, *, once: bool,
             return 0
         finally:
             await services.close()
+            if notifier is not None:
+                # Give running hooks a moment to finish before the process exits.
+                await asyncio.to_thread(notifier.wait_idle, 5.0)
+                notifier.close()
             store.close()
 
     return asyncio.run(main())
@@ -420,6 +434,80 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_suggest(args: argparse.Namespace) -> int:
+    from replydeck.inbox.replies import render
+    from replydeck.inbox.suggest import Suggester
+
+    config = _load(args)
+    library = config.replies.replies if config.replies is not None else []
+    if not library:
+        raise CommandError("no saved replies configured ([[replies]] or replies_dir)")
+    store = _store(config)
+    try:
+        conv = store.conversation(args.id)
+        if conv is None:
+            raise CommandError(f"no conversation with id {args.id}")
+        customer = [m for m in store.messages(conv.id) if str(m.direction) == "in"]
+    finally:
+        store.close()
+    language = next((m.language for m in reversed(customer) if m.language), None)
+    suggester = Suggester(library)
+    try:
+        ranked = suggester.suggest([m.text for m in customer], language, limit=args.limit)
+    finally:
+        suggester.close()
+    out = [{"name": s.name, "score": round(s.score, 4),
+            "text": render(s.reply, platform=conv.platform, customer=conv.author,
+                           agent_name=config.agent_name, brand=config.brand)}
+           for s in ranked]
+    if args.json:
+        _print_json(out)
+    elif not out:
+        print("no saved reply matches this conversation")
+    for i, item in enumerate([] if args.json else out, start=1):
+        print(f"{i}. {item['name']}  (score {item['score']:.2f})")
+        print("   " + item["text"].replace("\n", "\n   "))
+    return 0
+
+
+def cmd_rules_test(args: argparse.Namespace) -> int:
+
+    from replydeck.inbox.timefmt import parse_duration
+
+    config = _load(args)
+    if not config.rules:
+        raise CommandError("no [[rules]] in the config")
+    since = parse_duration(args.since)
+    if since is None:
+        raise CommandError(f"--since expects a duration such as 7d or 12h, found {args.since!r}")
+    from replydeck.runtime import build_assessor
+
+    assessor = build_assessor(config)
+    if not hasattr(assessor, "explain"):
+        raise CommandError("this build has no rules engine")
+    now = _now()
+    store = _store(config)
+    results = []
+    try:
+        facts = store.thread_facts(store.conversation_ids(active_since=now - since))
+        for f in facts:
+            fired = assessor.explain(f, now, as_if_new=True)
+            if fired:
+                results.append({"id": f.conversation_id, "platform": f.platform,
+                                "rules": [{"name": n, "actions": a} for n, a in fired]})
+    finally:
+        store.close()
+    if args.json:
+        _print_json(results)
+        return 0
+    print(f"{len(facts)} conversations since {args.since} ago; rules fire on {len(results)} "
+          "(nothing was changed)")
+    for r in results:
+        for rule in r["rules"]:
+            print(f"#{r['id']} ({r['platform']}): {rule['name']}: " + "; ".join(rule["actions"]))
+    return 0
+
+
 def cmd_tui(args: argparse.Namespace) -> int:
     config = _load(args)
     from replydeck.tui.app import run
@@ -546,6 +634,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("ids", type=int, nargs="+", metavar="ID")
     t.add_argument("--remove", action="store_true")
     t.set_defaults(func=cmd_tag)
+
+    sg = sub.add_parser("suggest", help="saved replies ranked for a conversation")
+    sg.add_argument("id", type=int)
+    sg.add_argument("--json", action="store_true")
+    sg.add_argument("--limit", type=int, default=5)
+    sg.set_defaults(func=cmd_suggest)
+
+    ru = sub.add_parser("rules", help="automation rules")
+    ru_sub = ru.add_subparsers(dest="rules_command", metavar="ACTION", required=True)
+    rt = ru_sub.add_parser("test", help="show which rules would fire on stored conversations, "
+                           "changing nothing")
+    rt.add_argument("--since", default="7d", help="conversations active in this period (7d)")
+    rt.add_argument("--json", action="store_true")
+    rt.set_defaults(func=cmd_rules_test)
 
     o = sub.add_parser("outbox", help="replies not yet delivered; retry, confirm or cancel")
     o.add_argument("action", nargs="?", choices=["list", "retry", "confirm", "cancel"],

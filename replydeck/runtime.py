@@ -65,6 +65,79 @@ class ServiceHooks:
     on_sweep: Callable[[dict[str, list[int]]], None] | None = None
 
 
+class NotificationRouter:
+    """Turns what the services report into notifier events (bell, desktop, hook).
+
+    new_urgent when ingest makes a waiting conversation urgent or crisis; sla_warning and
+    breach from the sweep; reply_failed from the outbox.
+    """
+
+    def __init__(self, store: Store, notifier: Any) -> None:
+        self.store = store
+        self.notifier = notifier
+
+    def _emit(self, kind: str, conv_id: int, **extra: Any) -> None:
+        from replydeck.inbox.notify import conversation_event
+
+        conv = self.store.conversation(conv_id)
+        if conv is not None:
+            self.notifier.notify(conversation_event(kind, conv, **extra))
+
+    def on_poll(self, outcome: PollOutcome) -> None:
+        if outcome.ingest is not None:
+            for conv_id in outcome.ingest.became_urgent:
+                self._emit("new_urgent", conv_id)
+
+    def on_sweep(self, changed: dict[str, list[int]]) -> None:
+        for conv_id in changed.get("warned", []):
+            self._emit("sla_warning", conv_id)
+        for conv_id in changed.get("breached", []):
+            self._emit("breach", conv_id)
+
+    def on_outbox(self, report: OutboxReport) -> None:
+        for reply_id, error in report.failed:
+            reply = self.store.reply(reply_id)
+            if reply is not None:
+                self._emit("reply_failed", reply.conversation_id, reply_id=reply_id,
+                           error=error)
+
+
+def make_notifier(config: Config, write: Callable[[str], None] | None = None) -> Any:
+    """The configured notifier, or None when this build has no notifications module."""
+    if config.sla is None or importlib.util.find_spec("replydeck.inbox.notify") is None:
+        return None
+    from replydeck.inbox.notify import Notifier
+
+    return Notifier(config.sla, write=write)
+
+
+def chain(*hooks: ServiceHooks) -> ServiceHooks:
+    """One ServiceHooks calling each given hook in turn."""
+    def fan(name: str) -> Callable[[Any], None] | None:
+        fns = [getattr(h, name) for h in hooks if getattr(h, name) is not None]
+        if not fns:
+            return None
+
+        def call(value: Any) -> None:
+            for fn in fns:
+                try:
+                    fn(value)
+                except Exception:
+                    log.exception("hook %s failed", name)
+        return call
+
+    return ServiceHooks(on_poll=fan("on_poll"), on_outbox=fan("on_outbox"),
+                        on_sweep=fan("on_sweep"))
+
+
+def notification_hooks(store: Store, notifier: Any) -> ServiceHooks:
+    if notifier is None:
+        return ServiceHooks()
+    router = NotificationRouter(store, notifier)
+    return ServiceHooks(on_poll=router.on_poll, on_outbox=router.on_outbox,
+                        on_sweep=router.on_sweep)
+
+
 @dataclass
 class Services:
     store: Store
@@ -106,11 +179,14 @@ def build_services(config: Config, store: Store, hooks: ServiceHooks | None = No
     return Services(store, poller, outbox, sources)
 
 
-async def run_once(services: Services) -> tuple[list[PollOutcome], OutboxReport]:
+async def run_once(services: Services, hooks: ServiceHooks | None = None
+                   ) -> tuple[list[PollOutcome], OutboxReport]:
     """Fetch every source once, send everything queued (auto-replies included), sweep."""
     outcomes = await services.poller.run_once()
     report = await services.outbox.run_once()
-    await asyncio.to_thread(services.store.sweep)
+    changed = await asyncio.to_thread(services.store.sweep)
+    if hooks and hooks.on_sweep and any(changed.values()):
+        hooks.on_sweep(changed)
     return outcomes, report
 
 

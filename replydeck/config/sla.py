@@ -59,7 +59,8 @@ The TOML shape (every key optional; the values shown are the defaults)::
 
     [notifications]
     bell = true                 # ring the terminal bell (reaches tmux monitor-bell)
-    desktop = false             # desktop notification through the terminal (OSC 9/777)
+    desktop = false             # desktop notification through the terminal (OSC 9/777);
+                                # true, or "osc9" / "osc777" to choose the sequence
     desktop_style = "osc9"      # or "osc777" (urxvt, foot, WezTerm ...)
     on_event = ""               # command run for each event, the event as JSON on stdin;
                                 # a string runs through the shell, an array is argv
@@ -83,6 +84,7 @@ from replydeck.inbox.lexicon.phrases import DEFAULT_GROUPS
 from replydeck.inbox.model import Kind, Urgency
 
 EVENTS = ("new_urgent", "sla_warning", "breach", "reply_failed")
+DESKTOP_STYLES = ("osc9", "osc777")
 KIND_CLASSES = ("public", "private")
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _WINDOW = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
@@ -224,6 +226,7 @@ def _default_windows() -> dict[int, tuple[Window, ...]]:
 
 
 def parse_duration(text: str) -> timedelta | None:
+    """``"45s"``, ``"30m"``, ``"1h30m"``, ``"2d"`` as a timedelta; None when malformed."""
     m = _DURATION.match(text.strip())
     if not m or not any(m.groups()):
         return None
@@ -234,8 +237,6 @@ def parse_duration(text: str) -> timedelta | None:
 def _duration(t: Table, name: str, default: timedelta | None) -> timedelta | None:
     value = t.raw(name, None)
     if value is None:
-        if default is None and name not in t.data:
-            return None
         return default
     parsed = parse_duration(value) if isinstance(value, str) else None
     if parsed is None:
@@ -444,8 +445,15 @@ def _parse_triage(t: Table) -> TriageConfig:
 def parse_notifications(t: Table) -> NotifyConfig:
     cfg = NotifyConfig()
     cfg.bell = t.bool("bell", cfg.bell)
-    cfg.desktop = t.bool("desktop", cfg.desktop)
-    cfg.desktop_style = t.str("desktop_style", cfg.desktop_style, choices=("osc9", "osc777"))
+    desktop = t.raw("desktop", cfg.desktop)
+    if isinstance(desktop, str) and desktop in DESKTOP_STYLES:
+        cfg.desktop, cfg.desktop_style = True, desktop
+    elif isinstance(desktop, bool):
+        cfg.desktop = desktop
+    else:
+        raise t.error("desktop", 'expected true, false, "osc9" or "osc777", '
+                      f"found {describe(desktop)}")
+    cfg.desktop_style = t.str("desktop_style", cfg.desktop_style, choices=DESKTOP_STYLES)
     hook = t.raw("on_event", None)
     if isinstance(hook, str):
         cfg.on_event = hook if hook.strip() else None

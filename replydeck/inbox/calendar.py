@@ -144,7 +144,11 @@ class BusinessCalendar:
         return out
 
     def _intervals_from(self, t: datetime) -> Iterator[tuple[datetime, datetime]]:
-        """Merged open intervals in time order, starting with the one that ends after ``t``."""
+        """Open intervals in time order, from the one that ends after ``t``.
+
+        Overlapping and touching windows are merged; a period open for days on end comes in
+        adjacent pieces (callers that need whole periods join them).
+        """
         d = t.astimezone(self.tz).date() - timedelta(days=1)
         pending: list[tuple[datetime, datetime]] = []
         previous_boundary = self._day_start(d)

@@ -104,25 +104,15 @@ def became_urgent(before: Urgency | None, after: Urgency) -> bool:
     return after.rank <= threshold and (before is None or before.rank > threshold)
 
 
-def sla_events(conv: Conversation, since: datetime, now: datetime) -> list[str]:
-    """Events for SLA times crossed in ``(since, now]``: one sweep, one event at most.
-
-    A conversation whose warning and due time both passed since the last sweep only
-    breaches; one that no longer waits for a reply fires nothing.
-    """
-    if not conv.needs_reply:
-        return []
-    if conv.due_at is not None and since < conv.due_at <= now:
-        return ["breach"]
-    if conv.warn_at is not None and since < conv.warn_at <= now:
-        return ["sla_warning"]
-    return []
+#: The store's sweep reports ids under these keys; the events they fire.
+SWEEP_EVENTS = {"warned": "sla_warning", "breached": "breach"}
 
 
 class Notifier:
     """Bell, optional OSC 9/777 desktop notification, optional hook, per ``[notifications]``.
 
-    ``write`` sends bytes to the terminal (the TUI passes its driver's writer); ``run``
+    ``write`` sends text to the terminal on the thread that calls :meth:`notify` (the TUI
+    passes a writer that hands it to its driver safely); ``run``
     replaces the hook runner (tests, or a caller with its own executor) and is called in
     the worker thread with the event.
     """

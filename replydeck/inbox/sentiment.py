@@ -199,7 +199,7 @@ def _score_japanese(text: str) -> list[tuple[str, float]]:
                 break
         if any(m in after for m in ja.NEGATION_MARKERS):
             v *= _NEGATE_POSITIVE if v > 0 else _NEGATE_NEGATIVE
-        if any(e in text[end:end + 4] for e in ja.EMPHASIS[2:]):
+        if any(text.startswith(e, end) for e in ja.EMPHASIS):
             v += math.copysign(0.5, v)
         if contrast_at >= 0:
             v *= 0.5 if start < contrast_at else 1.5

@@ -96,6 +96,8 @@ class IngestResult:
     reopened: list[int] = field(default_factory=list)
     auto_replies: list[int] = field(default_factory=list)
     decisions: dict[int, Decision] = field(default_factory=dict)
+    #: Conversations that have just reached urgent or crisis (for notifications).
+    became_urgent: list[int] = field(default_factory=list)
 
 
 def _ms(dt: datetime | None) -> int | None:
@@ -276,25 +278,35 @@ class Store:
             created: set[int] = set()
             seen: set[str] = set()
             existing = self._existing_remote_ids(c, source, [m.remote_id for m in messages])
+            fresh = []
             for msg in sorted(messages, key=lambda m: m.created_at):
                 if msg.remote_id in existing or msg.remote_id in seen:
                     result.duplicates += 1
                     continue
                 seen.add(msg.remote_id)
-                author_id = self._upsert_author(c, msg.platform, msg.author)
-                conv_id, is_new = self._conversation_for(c, source, msg, author_id)
+                fresh.append(msg)
+            authors = self._upsert_authors(c, fresh)
+            threads: dict[str, int] = {}
+            rows = []
+            events = []
+            for msg in fresh:
+                author_id = authors[(msg.platform, msg.author.id)]
+                conv_id, is_new = self._conversation_for(c, source, msg, author_id, threads)
                 if is_new:
                     created.add(conv_id)
-                self._insert_message(c, source, msg, conv_id, author_id)
+                rows.append(self._message_row(source, msg, conv_id, author_id))
                 if msg.direction == Direction.IN:
-                    self._event(c, conv_id, EventType.RECEIVED, to_ms(msg.created_at), None,
-                                {"remote_id": msg.remote_id})
+                    events.append((conv_id, str(EventType.RECEIVED), to_ms(msg.created_at),
+                                   None, json.dumps({"remote_id": msg.remote_id})))
                 elif not msg.automated:
                     # Sent from outside replydeck (the platform's own app): a human reply.
-                    self._event(c, conv_id, EventType.REPLIED, to_ms(msg.created_at),
-                                "external", {"remote_id": msg.remote_id})
+                    events.append((conv_id, str(EventType.REPLIED), to_ms(msg.created_at),
+                                   "external", json.dumps({"remote_id": msg.remote_id})))
                 touched.setdefault(conv_id, []).append(msg)
-                result.new_messages += 1
+            self._insert_messages(c, rows)
+            c.executemany("INSERT INTO events(conversation_id, type, at, actor, data) "
+                          "VALUES(?,?,?,?,?)", events)
+            result.new_messages = len(fresh)
             for conv_id, new in touched.items():
                 reopened = self._refresh(c, conv_id, new, is_new=conv_id in created, now=now,
                                          result=result)
@@ -322,6 +334,18 @@ class Store:
         return found
 
     @staticmethod
+    def _upsert_authors(c: sqlite3.Connection,
+                        messages: Sequence[Message]) -> dict[tuple[str, str], int]:
+        """Upsert each distinct author of a batch once; map (platform, id) -> row id."""
+        latest: dict[tuple[str, str], Author] = {}
+        for m in messages:
+            latest[(m.platform, m.author.id)] = m.author  # later messages know more
+        out: dict[tuple[str, str], int] = {}
+        for (platform, _), author in latest.items():
+            out[(platform, author.id)] = Store._upsert_author(c, platform, author)
+        return out
+
+    @staticmethod
     def _upsert_author(c: sqlite3.Connection, platform: str, author: Author) -> int:
         row = c.execute(
             "INSERT INTO authors(platform, remote_id, handle, name, followers, url, verified) "
@@ -337,20 +361,36 @@ class Store:
         return int(row[0])
 
     def _conversation_for(self, c: sqlite3.Connection, source: str, msg: Message,
-                          author_id: int) -> tuple[int, bool]:
+                          author_id: int, threads: dict[str, int]) -> tuple[int, bool]:
+        """The conversation a message belongs to, created if new.
+
+        ``threads`` caches thread key -> id (and ``msg:<remote id>`` for messages of this
+        batch), so a batch asks the database once per thread, and a reply joins a parent
+        that arrived earlier in the same batch.
+        """
         thread_key = msg.thread_key
         if not thread_key and msg.in_reply_to:
+            cached = threads.get(f"msg:{msg.in_reply_to}")
+            if cached is not None:
+                threads[f"msg:{msg.remote_id}"] = cached
+                return cached, False
             parent = c.execute(
                 "SELECT conversation_id FROM messages WHERE source=? AND remote_id=?",
                 (source, msg.in_reply_to),
             ).fetchone()
             if parent:
+                threads[f"msg:{msg.remote_id}"] = int(parent[0])
                 return int(parent[0]), False
         if not thread_key:
             thread_key = f"msg:{msg.remote_id}"
+        cached = threads.get(thread_key)
+        if cached is not None:
+            threads[f"msg:{msg.remote_id}"] = cached
+            return cached, False
         row = c.execute("SELECT id FROM conversations WHERE source=? AND thread_key=?",
                         (source, thread_key)).fetchone()
         if row:
+            threads[thread_key] = threads[f"msg:{msg.remote_id}"] = int(row[0])
             return int(row[0]), False
         at = to_ms(msg.created_at)
         customer = author_id if msg.direction == Direction.IN else None
@@ -360,24 +400,40 @@ class Store:
             (source, thread_key, msg.platform, str(msg.kind), customer, msg.url, at, at,
              NO_DUE, at),
         )
-        return int(cur.lastrowid or 0), True
+        conv_id = int(cur.lastrowid or 0)
+        threads[thread_key] = threads[f"msg:{msg.remote_id}"] = conv_id
+        return conv_id, True
+
+    @staticmethod
+    def _message_row(source: str, msg: Message, conv_id: int, author_id: int,
+                     reply_id: int | None = None) -> tuple[Any, ...]:
+        return (source, msg.remote_id, conv_id, msg.platform, str(msg.kind), str(msg.direction),
+                author_id, sanitize_text(msg.text), to_ms(msg.created_at), msg.url,
+                msg.in_reply_to, msg.language,
+                json.dumps(msg.engagement) if msg.engagement else None,
+                # ASCII escapes: a platform's raw JSON may hold lone surrogates, which
+                # cannot be encoded as UTF-8 but round-trip fine as \ud800 escapes.
+                json.dumps(msg.raw, default=str) if msg.raw else None,
+                int(msg.automated), reply_id)
+
+    @staticmethod
+    def _insert_messages(c: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+        """Insert message rows and index their text in one pass each."""
+        if not rows:
+            return
+        # Rows inserted inside this write transaction get ids above the current maximum.
+        floor = c.execute("SELECT coalesce(max(id), 0) FROM messages").fetchone()[0]
+        c.executemany(
+            "INSERT INTO messages(source, remote_id, conversation_id, platform, kind, direction, "
+            "author_id, text, created_at, url, in_reply_to, language, engagement, raw, "
+            "automated, reply_id) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        c.execute("INSERT INTO messages_fts(rowid, text) SELECT id, text FROM messages "
+                  "WHERE id > ?", (floor,))
 
     @staticmethod
     def _insert_message(c: sqlite3.Connection, source: str, msg: Message, conv_id: int,
-                        author_id: int, reply_id: int | None = None) -> int:
-        cur = c.execute(
-            "INSERT INTO messages(source, remote_id, conversation_id, platform, kind, direction, "
-            "author_id, text, created_at, url, in_reply_to, language, engagement, raw, "
-            "automated, reply_id) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (source, msg.remote_id, conv_id, msg.platform, str(msg.kind), str(msg.direction),
-             author_id, sanitize_text(msg.text), to_ms(msg.created_at), msg.url, msg.in_reply_to,
-             msg.language, json.dumps(msg.engagement) if msg.engagement else None,
-             # ASCII escapes: a platform's raw JSON may hold lone surrogates, which
-             # cannot be encoded as UTF-8 but round-trip fine as \ud800 escapes.
-             json.dumps(msg.raw, default=str) if msg.raw else None,
-             int(msg.automated), reply_id),
-        )
-        return int(cur.lastrowid or 0)
+                        author_id: int, reply_id: int | None = None) -> None:
+        Store._insert_messages(c, [Store._message_row(source, msg, conv_id, author_id, reply_id)])
 
     def _refresh(self, c: sqlite3.Connection, conv_id: int, new: list[Message], *,
                  is_new: bool, now: datetime, result: IngestResult | None = None,
@@ -387,6 +443,7 @@ class Store:
         Returns True when an inbound message reopened a done conversation.
         """
         conv = c.execute("SELECT * FROM conversations WHERE id=?", (conv_id,)).fetchone()
+        # One pass over the thread's (indexed) times gives every derived time at once.
         agg = c.execute(
             "SELECT count(*) AS n, max(created_at) AS last_at, "
             "max(CASE WHEN direction='out' AND automated=0 THEN created_at END) AS last_human, "
@@ -396,20 +453,20 @@ class Store:
             "FROM messages WHERE conversation_id=?", (conv_id,),
         ).fetchone()
         last_human = agg["last_human"]
-        waiting = c.execute(
-            "SELECT min(created_at) FROM messages WHERE conversation_id=? AND direction='in' "
-            "AND created_at > ?", (conv_id, last_human if last_human is not None else -1),
-        ).fetchone()[0]
-        first_response = None
-        if agg["first_in"] is not None:
-            first_response = c.execute(
-                "SELECT min(created_at) FROM messages WHERE conversation_id=? AND "
-                "direction='out' AND automated=0 AND created_at >= ?", (conv_id, agg["first_in"]),
-            ).fetchone()[0]
-        latest_in = c.execute(
-            "SELECT text, author_id, url FROM messages WHERE conversation_id=? AND direction='in' "
-            "ORDER BY created_at DESC, id DESC LIMIT 1", (conv_id,),
+        waiting, first_response, latest_in_id = c.execute(
+            "SELECT (SELECT min(created_at) FROM messages WHERE conversation_id=:c AND "
+            "direction='in' AND created_at > :lh), "
+            "(SELECT min(created_at) FROM messages WHERE conversation_id=:c AND direction='out' "
+            "AND automated=0 AND created_at >= :fi), "
+            "(SELECT id FROM messages WHERE conversation_id=:c AND direction='in' "
+            "ORDER BY created_at DESC, id DESC LIMIT 1)",
+            {"c": conv_id, "lh": last_human if last_human is not None else -1,
+             "fi": agg["first_in"] if agg["first_in"] is not None else 1 << 62},
         ).fetchone()
+        latest_in = None
+        if latest_in_id is not None:
+            latest_in = c.execute("SELECT text, author_id FROM messages WHERE id=?",
+                                  (latest_in_id,)).fetchone()
         inbound_new = [m for m in new if m.direction == Direction.IN]
         status = Status(conv["status"])
         reopened = False
@@ -447,8 +504,11 @@ class Store:
     def _facts(self, c: sqlite3.Connection, conv_id: int, new: list[Message], *,
                is_new: bool, reopened: bool) -> ThreadFacts:
         conv = c.execute("SELECT * FROM conversations WHERE id=?", (conv_id,)).fetchone()
+        # Judgement reads text, direction, times and authors; the raw payload stays unparsed.
         rows = c.execute(
-            "SELECT m.*, a.remote_id AS a_rid, a.handle AS a_handle, a.name AS a_name, "
+            "SELECT m.source, m.remote_id, m.platform, m.kind, m.direction, m.text, "
+            "m.created_at, m.in_reply_to, m.url, m.language, m.engagement, m.automated, "
+            "NULL AS raw, a.remote_id AS a_rid, a.handle AS a_handle, a.name AS a_name, "
             "a.followers AS a_followers, a.url AS a_url, a.verified AS a_verified "
             "FROM messages m LEFT JOIN authors a ON a.id = m.author_id "
             "WHERE m.conversation_id=? ORDER BY m.created_at DESC, m.id DESC LIMIT ?",
@@ -496,7 +556,7 @@ class Store:
                 result: IngestResult | None = None) -> Decision:
         facts = self._facts(c, conv_id, new, is_new=is_new, reopened=reopened)
         decision = self.assessor.assess(facts, now)
-        self._apply_decision(c, conv_id, facts, decision, now)
+        self._apply_decision(c, conv_id, facts, decision, now, result)
         if result is not None:
             result.decisions[conv_id] = decision
             if decision.auto_reply is not None and c.execute(
@@ -506,7 +566,7 @@ class Store:
         return decision
 
     def _apply_decision(self, c: sqlite3.Connection, conv_id: int, facts: ThreadFacts,
-                        d: Decision, now: datetime) -> None:
+                        d: Decision, now: datetime, result: IngestResult | None = None) -> None:
         conv = c.execute("SELECT * FROM conversations WHERE id=?", (conv_id,)).fetchone()
         now_ms = to_ms(now)
         status = Status(conv["status"])
@@ -526,6 +586,10 @@ class Store:
             self._event(c, conv_id, EventType.ASSIGNED, now_ms, "rule", {"to": assignee})
         views = set(conv["views"].split()) | set(d.views)
         old_urgency = conv["urgency"]
+        urgent = Urgency.URGENT.rank
+        if result is not None and d.urgency.rank <= urgent and (
+                old_urgency > urgent or facts.is_new) and facts.waiting_since is not None:
+            result.became_urgent.append(conv_id)
         if d.urgency.rank != old_urgency:
             self._event(c, conv_id, EventType.URGENCY_CHANGED, now_ms, None,
                         {"from": str(Urgency.from_rank(old_urgency)), "to": str(d.urgency),
@@ -551,6 +615,20 @@ class Store:
         if d.auto_reply is not None and facts.new_messages:
             self._queue_reply(c, conv_id, d.auto_reply.body, d.auto_reply.private, agent="auto",
                               automated=True, saved_reply=d.auto_reply.saved_reply, now=now)
+
+    def thread_facts(self, conv_ids: Iterable[int]) -> list[ThreadFacts]:
+        """What the assessor sees for stored conversations (for `replydeck rules test`)."""
+        with self._lock:
+            return [self._facts(self.conn, i, [], is_new=False, reopened=False)
+                    for i in conv_ids]
+
+    def conversation_ids(self, *, active_since: datetime | None = None) -> list[int]:
+        sql, args = "SELECT id FROM conversations", []
+        if active_since is not None:
+            sql += " WHERE last_message_at >= ?"
+            args.append(to_ms(active_since))
+        with self._lock:
+            return [r[0] for r in self.conn.execute(sql + " ORDER BY id", args)]
 
     def reassess(self, conv_ids: Iterable[int], now: datetime | None = None) -> None:
         """Recompute triage and due times (after a config change or a person's action)."""

@@ -10,7 +10,8 @@
 * DMs: the chat service through the PDS (``atproto-proxy`` header): ``getLog`` with its
   ``rev`` cursor, ``sendMessage``. App passwords without DM access get "Bad token scope":
   DMs are then switched off with a clear notice while public items keep flowing.
-* Replies: ``createRecord`` with our own TID ``rkey`` derived from the idempotency key; a
+* Replies: ``createRecord`` with our own TID ``rkey`` derived from the idempotency key and
+  the time the reply was queued; a
   resend hits the existing record (the PDS refuses it, with a 500 in practice), which we
   detect with ``getRecord`` and report as sent.
 """
@@ -498,8 +499,11 @@ class BlueskySource(BaseSource):
             items.append(self._post_message(
                 me, uri=post["uri"], cid=_req(post, "cid", str), actor=_req(post, "author", dict),
                 record=record, when=t, reason="reply"))
-        if first_own and own_mark.t is None:
-            own_mark.t = datetime(1970, 1, 1, tzinfo=UTC)  # empty feed: start from anything
+        # An empty first read still ends the first run: from then on everything is new.
+        if mark.t is None:
+            mark.t = datetime(1970, 1, 1, tzinfo=UTC)
+        if own_mark.t is None:
+            own_mark.t = datetime(1970, 1, 1, tzinfo=UTC)
         t, u = mark.dump()
         ot, ou = own_mark.dump()
         return items, {"t": t, "u": u, "ot": ot, "ou": ou}
@@ -638,13 +642,15 @@ class BlueskySource(BaseSource):
             return await self._send_dm(reply, target)
         return await self._send_post(reply, target)
 
-    async def _facets(self, text: str) -> list[dict[str, Any]]:
+    async def _facets(self, text: str, skip_did: str | None = None) -> list[dict[str, Any]]:
         spans = find_spans(text)
         dids: dict[str, str] = {}
         for s in spans:
             if s.kind == "mention" and s.value not in dids:
                 did = await self._resolve_handle(s.value)
-                if did:
+                # The AppView turns a reply that also mentions the parent's author into a
+                # plain "mention" for them; the reply itself already notifies them.
+                if did and did != skip_did:
                     dids[s.value] = did
         return build_facets(spans, dids)
 
@@ -659,10 +665,10 @@ class BlueskySource(BaseSource):
         me = await self._me()
         record: dict[str, Any] = {"$type": POST, "text": reply.body, "createdAt": iso_now(),
                                   "reply": {"root": root, "parent": parent}}
-        facets = await self._facets(reply.body)
+        facets = await self._facets(reply.body, skip_did=did_of(uri))
         if facets:
             record["facets"] = facets
-        rkey = tid_from_key(reply.idempotency_key)
+        rkey = tid_from_key(reply.idempotency_key, reply.created_at)
         try:
             body = await self._call("POST", "com.atproto.repo.createRecord",
                                     body={"repo": me.did, "collection": POST, "rkey": rkey,

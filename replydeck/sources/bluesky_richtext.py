@@ -22,11 +22,11 @@ MENTION = "app.bsky.richtext.facet#mention"
 LINK = "app.bsky.richtext.facet#link"
 
 _S32 = "234567abcdefghijklmnopqrstuvwxyz"
-# Deterministic record keys sit in 2024 (a past year, so they cannot collide with the keys
-# the Bluesky app makes from the current clock, and do not claim a future time).
+# Without a queue time, keys fall in 2024: a past year, so they cannot collide with keys the
+# Bluesky app makes from the current clock. The AppView does not notify for records whose
+# key is that old, though (measured on dev-env 0.6.7), so callers pass the reply's time.
 _TID_EPOCH_US = int(datetime(2024, 1, 1, tzinfo=timezone.utc).timestamp() * 1_000_000)
 _TID_SPAN_US = 366 * 24 * 3600 * 1_000_000
-
 
 @dataclass(frozen=True)
 class Span:
@@ -124,12 +124,20 @@ def s32encode(value: int, width: int) -> str:
     return "".join(reversed(chars))
 
 
-def tid_from_key(key: str) -> str:
-    """A valid TID (13 chars, base32-sortable) derived only from ``key``: the same reply
-    always gets the same record key, so a resend hits the record already written."""
+def tid_from_key(key: str, at: datetime | None = None) -> str:
+    """A valid TID (13 chars, base32-sortable) that depends only on ``key`` and ``at``.
+
+    ``at`` is when the reply was queued (stored with it, so it is the same on every retry):
+    its whole seconds, plus sub-second digits and a clock id taken from the key's hash, so
+    the same reply always gets the same record key and a resend hits the record already
+    written, while the key's time stays close to the post's own time.
+    """
     digest = hashlib.sha256(key.encode("utf-8")).digest()
     h = int.from_bytes(digest[:8], "big")
-    micros = _TID_EPOCH_US + (h >> 10) % _TID_SPAN_US
+    if at is not None:
+        micros = int(at.timestamp()) * 1_000_000 + (h >> 10) % 1_000_000
+    else:
+        micros = _TID_EPOCH_US + (h >> 10) % _TID_SPAN_US
     clock_id = h & 0x3FF
     return s32encode((micros << 10) | clock_id, 13)
 

@@ -21,6 +21,7 @@ after a crash whether it went out.
 from __future__ import annotations
 
 import asyncio
+import base64
 import imaplib
 import ipaddress
 import json
@@ -75,6 +76,7 @@ _SENT_NAMES = ("Sent", "Sent Items", "Sent Messages", "INBOX.Sent", "INBOX/Sent"
 _LIST_LINE = re.compile(rb'^\((?P<flags>[^)]*)\) (?P<delim>"(?:[^"\\]|\\.)*"|NIL) (?P<name>.+)$')
 _UID = re.compile(rb"\bUID (\d+)")
 _INTERNALDATE = re.compile(rb'INTERNALDATE "([^"]+)"')
+_SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
 _MAX_RAW_TEXT = 200_000  # characters of full text kept in raw
 
 
@@ -87,15 +89,52 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def utf7_encode(name: str) -> str:
+    """A mailbox name in IMAP's modified UTF-7 (RFC 3501 §5.1.3): "送信済み" -> "&kAFP4W4I-"."""
+    out: list[str] = []
+    run: list[str] = []
+
+    def flush() -> None:
+        if run:
+            data = "".join(run).encode("utf-16-be")
+            out.append("&" + base64.b64encode(data).decode().rstrip("=").replace("/", ",")
+                       + "-")
+            run.clear()
+
+    for ch in name:
+        if 0x20 <= ord(ch) <= 0x7E:
+            flush()
+            out.append("&-" if ch == "&" else ch)
+        else:
+            run.append(ch)
+    flush()
+    return "".join(out)
+
+
+def utf7_decode(name: str) -> str:
+    def one(m: re.Match[str]) -> str:
+        chunk = m.group(1)
+        if not chunk:
+            return "&"
+        data = chunk.replace(",", "/")
+        try:
+            return base64.b64decode(data + "=" * (-len(data) % 4)).decode("utf-16-be")
+        except (ValueError, UnicodeDecodeError):
+            return m.group(0)
+
+    return re.sub(r"&([A-Za-z0-9+,]*)-", one, name)
+
+
 def _quote_mailbox(name: str) -> str:
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    encoded = utf7_encode(name)
+    return '"' + encoded.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _unquote(raw: bytes) -> str:
     text = raw.decode("utf-8", errors="replace").strip()
     if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
         text = re.sub(r"\\(.)", r"\1", text[1:-1])
-    return text
+    return utf7_decode(text)
 
 
 @dataclass
@@ -153,6 +192,7 @@ class EmailSource(BaseSource):
                  mailbox: str = "INBOX", sent_mailbox: str | None = None,
                  timeout: float = 30.0, initial_days: int = 14, batch_size: int = 50,
                  save_sent: bool = True, ssl_context: ssl.SSLContext | None = None,
+                 max_message_bytes: int = 10_000_000,
                  clock: Callable[[], datetime] | None = None) -> None:
         super().__init__(name)
         if security not in SECURITY:
@@ -175,6 +215,7 @@ class EmailSource(BaseSource):
         self.initial_days = initial_days
         self.batch_size = batch_size
         self.save_sent = save_sent
+        self.max_message_bytes = max_message_bytes
         self._ssl_context = ssl_context
         self._clock = clock or (lambda: datetime.now(UTC))
 
@@ -196,6 +237,16 @@ class EmailSource(BaseSource):
                         f"'plain' sends the password unencrypted and is only allowed for "
                         f"loopback hosts (127.0.0.1, ::1, localhost); {key} is {host!r}. "
                         f"Use security = \"tls\" or \"starttls\"")
+        ssl_context = None
+        if table.has("ca_file"):
+            # A self-hosted server with a private CA: trust that CA (and still verify).
+            ca_file = table.file_path("ca_file")
+            try:
+                ssl_context = ssl.create_default_context(cafile=str(ca_file))
+            except (OSError, ssl.SSLError) as exc:
+                raise table.error("ca_file", f"cannot load CA certificates from {ca_file} "
+                                  f"({type(exc).__name__}: {getattr(exc, 'strerror', '') or exc})"
+                                  ) from None
         address = table.str("address")
         if not re.fullmatch(r"[^@\s]+@[^@\s]+", address.strip()):
             raise table.error("address", f"expected an email address like "
@@ -216,6 +267,8 @@ class EmailSource(BaseSource):
             initial_days=table.int("initial_days", 14, min=0),
             batch_size=table.int("batch_size", 50, min=1, max=1000),
             save_sent=table.bool("save_sent", True),
+            ssl_context=ssl_context,
+            max_message_bytes=table.int("max_message_bytes", 10_000_000, min=10_000),
         )
 
     # -- connections -------------------------------------------------------------------
@@ -397,8 +450,9 @@ class EmailSource(BaseSource):
                 if u > st.last_uid]
         take, more = uids[: self.batch_size], len(uids) > self.batch_size
         items: list[Message] = []
-        for uid, raw, internal in self._fetch_raw(im, take):
-            msg = self._to_message(raw, internal, box=box, uid=uid, uidvalidity=uidvalidity)
+        for uid, raw, internal, cut in self._fetch_raw(im, take):
+            msg = self._to_message(raw, internal, box=box, uid=uid, uidvalidity=uidvalidity,
+                                   truncated_size=cut)
             if msg is not None:
                 items.append(msg)
         if take:
@@ -424,11 +478,44 @@ class EmailSource(BaseSource):
         return every[-1] if every else 0
 
     def _fetch_raw(self, im: imaplib.IMAP4, uids: list[int]
-                   ) -> list[tuple[int, bytes, datetime | None]]:
+                   ) -> list[tuple[int, bytes, datetime | None, int | None]]:
+        """(uid, bytes, internal date, full size if only the start was fetched) per UID.
+
+        Messages over ``max_message_bytes`` (big attachments) are fetched only up to that
+        size: the text comes first in practically every mail, and a poll must not pull
+        gigabytes into memory."""
+        if not uids:
+            return []
+        sizes = self._sizes(im, uids)
+        whole = [u for u in uids if sizes.get(u, 0) <= self.max_message_bytes]
+        big = [u for u in uids if u not in whole]
+        out = [(u, raw, d, None) for u, raw, d in self._fetch_items(im, whole, "BODY.PEEK[]")]
+        partial = f"BODY.PEEK[]<0.{self.max_message_bytes}>"
+        out += [(u, raw, d, sizes[u]) for u, raw, d in self._fetch_items(im, big, partial)]
+        out.sort(key=lambda t: t[0])
+        return out
+
+    def _sizes(self, im: imaplib.IMAP4, uids: list[int]) -> dict[int, int]:
+        typ, data = im.uid("FETCH", ",".join(str(u) for u in uids), "(UID RFC822.SIZE)")
+        if typ != "OK":
+            raise TransientError(f"IMAP fetch failed ({_imap_text(data)})")
+        sizes: dict[int, int] = {}
+        for line in data:
+            if isinstance(line, tuple):
+                line = line[0]
+            if not isinstance(line, bytes):
+                continue
+            m, n = _UID.search(line), _SIZE.search(line)
+            if m and n:
+                sizes[int(m.group(1))] = int(n.group(1))
+        return sizes
+
+    def _fetch_items(self, im: imaplib.IMAP4, uids: list[int], body: str
+                     ) -> list[tuple[int, bytes, datetime | None]]:
         if not uids:
             return []
         typ, data = im.uid("FETCH", ",".join(str(u) for u in uids),
-                           "(UID INTERNALDATE BODY.PEEK[])")
+                           f"(UID INTERNALDATE {body})")
         if typ != "OK":
             raise TransientError(f"IMAP fetch failed ({_imap_text(data)})")
         out: list[tuple[int, bytes, datetime | None]] = []
@@ -443,12 +530,11 @@ class EmailSource(BaseSource):
                 continue
             d = _INTERNALDATE.search(head) or _INTERNALDATE.search(tail)
             out.append((int(m.group(1)), item[1], _internaldate(d.group(0)) if d else None))
-        out.sort(key=lambda t: t[0])
         return out
 
     # -- parsing into Messages ---------------------------------------------------------
     def _to_message(self, raw: bytes, internal: datetime | None, *, box: str, uid: int,
-                    uidvalidity: int) -> Message | None:
+                    uidvalidity: int, truncated_size: int | None = None) -> Message | None:
         p = parse_bytes(raw)
         remote_id = p.message_id or content_id(raw)
         own = p.from_addr == self.address
@@ -461,6 +547,11 @@ class EmailSource(BaseSource):
                 f"[attachment: {sanitize_line(a.name)} ({format_size(a.size)})]"
                 for a in p.attachments)
             text = f"{text}\n\n{listing}" if text else listing
+        if truncated_size is not None:
+            note = (f"[message of {format_size(truncated_size)}: only the first "
+                    f"{format_size(len(raw))} were fetched; open it in a mail client for "
+                    f"the rest]")
+            text = f"{text}\n\n{note}" if text else note
         raw_fields: dict[str, Any] = {
             "message_id": p.message_id,
             "references": p.references,
@@ -478,6 +569,7 @@ class EmailSource(BaseSource):
             "collapsed": p.collapsed,
             "html_only": p.html_only,
             "full_text": sanitize_text(p.full_text[:_MAX_RAW_TEXT]),
+            "truncated_size": truncated_size,
         }
         return Message(
             source=self.name,
@@ -658,7 +750,7 @@ class EmailSource(BaseSource):
                 return None
             uidvalidity, _ = self._select(im, box)
             uids = self._search_uids(im, "HEADER", "Message-ID", _imap_quote(mid))
-            for uid, raw, internal in self._fetch_raw(im, uids):
+            for uid, raw, internal, _cut in self._fetch_raw(im, uids):
                 # HEADER search is a substring match: confirm the exact id.
                 if parse_bytes(raw).message_id == mid:
                     return uid, raw, internal, box, uidvalidity

@@ -1,7 +1,7 @@
 """Mastodon: mention notifications and direct statuses in, replies out (PLATFORMS.md §1).
 
 * Inbound: ``GET /api/v1/notifications?types[]=mention&include_filtered=true``, walked
-  forward with ``min_id`` along ``Link rel="prev"`` (``since_id`` would jump to the newest
+  forward with the ``min_id`` of ``Link rel="prev"`` (``since_id`` would jump to the newest
   page and skip a burst). Our own replies and DMs written in other apps come from our
   account's statuses, walked the same way, as outbound messages.
 * Ids are opaque strings: never cast to int; ordered by (length, text).
@@ -23,7 +23,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
@@ -173,10 +173,6 @@ class MastodonSource(BaseSource):
         if self._client is not None:
             await self._client.aclose()
             self._client = None
-
-    def _same_origin(self, url: str) -> bool:
-        a, b = urlsplit(url), urlsplit(self.instance)
-        return (a.scheme, a.netloc) == (b.scheme, b.netloc)
 
     async def _call(self, method: str, url: str, *, params: Any = None, data: Any = None,
                     headers: dict[str, str] | None = None, what: str,
@@ -376,19 +372,20 @@ class MastodonSource(BaseSource):
             },
         )
 
-    async def _page(self, url: str, params: dict[str, str] | None, *, what: str,
+    async def _page(self, path: str, params: dict[str, str], *, what: str,
                     scope: str | None) -> tuple[list[dict[str, Any]], str | None]:
-        """One page of a timeline-like list and the URL of the next newer page."""
-        resp = await self._call("GET", url, params=params, what=what, scope=scope)
+        """One page of a timeline-like list and the ``min_id`` of the next newer page, as
+        the server's ``Link rel="prev"`` gives it."""
+        resp = await self._call("GET", path, params=params, what=what, scope=scope)
         body = self._json(resp)
         if not isinstance(body, list) or not all(isinstance(x, dict) for x in body):
             raise TransientError(f"malformed answer from Mastodon: {what}: "
                                  f"{describe_json(body)}")
         prev = parse_links(resp.headers.get("Link")).get("prev")
-        # Never send our token to another host, whatever a Link header says.
-        if prev is not None and not self._same_origin(prev):
-            prev = None
-        return body, prev
+        # Only the position is taken from the Link: some servers drop the filters
+        # (types[], include_filtered) from it, and our token never follows a URL elsewhere.
+        min_id = parse_qs(urlsplit(prev).query).get("min_id", [None])[0] if prev else None
+        return body, min_id
 
     async def _walk(self, path: str, base: dict[str, str], since: str | None, *,
                     what: str, scope: str | None) -> tuple[list[dict[str, Any]], bool]:
@@ -397,24 +394,31 @@ class MastodonSource(BaseSource):
         Returns (entries, more). Without ``since`` only the newest page is read.
         """
         params = dict(base, limit=str(self.page_limit))
-        if since:
-            params["min_id"] = since
-        url: str = path
-        query: dict[str, str] | None = params
         out: list[dict[str, Any]] = []
+        position = since
         for _ in range(self.max_pages):
-            page, prev = await self._page(url, query, what=what, scope=scope)
+            query = dict(params, min_id=position) if position else params
+            page, prev_min = await self._page(path, query, what=what, scope=scope)
             out.extend(page)
-            if not since or len(page) < self.page_limit or not prev:
+            if not since or len(page) < self.page_limit:
                 return out, False
-            # Follow the server's own Link; it carries min_id=<newest of this page>.
-            url, query = prev, None
+            # Walk on from the Link's min_id (the newest of this page); without one, from
+            # the newest id we hold.
+            nxt = prev_min or newest_id(*(p.get("id") for p in page
+                                          if isinstance(p.get("id"), str)))
+            if not nxt or nxt == position:
+                return out, False
+            position = nxt
         return out, True
 
     async def fetch(self, cursor: Cursor | None) -> Batch:
         state = _load_cursor(cursor)
         self._not_before = None
         me = await self._whoami()
+        if not self._instance_loaded:
+            # The composer reads limits early; a failure here only delays it to the send.
+            with contextlib.suppress(TransientError, PermanentError):
+                await self._load_instance()
         try:
             notes, more_n = await self._walk(
                 "/api/v1/notifications", {"types[]": "mention", "include_filtered": "true"},
@@ -425,7 +429,8 @@ class MastodonSource(BaseSource):
                 page, _ = await self._page(own_path, {"limit": "1"},
                                            what="own statuses", scope="read:statuses")
                 own: list[dict[str, Any]] = []
-                own_start = _req(page[0], "id", str) if page else ""
+                # "0" (older than any id) when empty: the next run then reads everything.
+                own_start = _req(page[0], "id", str) if page else "0"
                 more_s = False
             else:
                 own, more_s = await self._walk(
@@ -453,6 +458,8 @@ class MastodonSource(BaseSource):
                 items.append(self._message(status, me, root))
         except _Malformed as exc:
             raise TransientError(f"malformed answer from Mastodon: {exc}") from None
+        if newest_n is None:
+            newest_n = "0"  # nothing yet: from now on every mention is new, however many
         new_cursor = json.dumps({"n": newest_n, "s": newest_s}, separators=(",", ":"))
         return Batch(items=_dedupe(items), cursor=new_cursor, not_before=self._not_before,
                      more=more_n or more_s)

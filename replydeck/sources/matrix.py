@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -49,6 +50,7 @@ from replydeck.sources.base import (
 )
 from replydeck.sources.email import is_loopback
 
+log = logging.getLogger(__name__)
 API = "/_matrix/client/v3"
 #: Whole events may not exceed 65536 bytes; leave room for the envelope and relations.
 MAX_EVENT_BYTES = 65_536
@@ -387,6 +389,10 @@ class MatrixSource(BaseSource):
             if len(older) < len(chunk) or not chunk or not isinstance(end, str):
                 break
             token = end
+        else:
+            log.warning("matrix %s: more than %d messages arrived in %s while away; the "
+                        "oldest of them were not fetched", self.name,
+                        MAX_BACKFILL_PAGES * INCREMENTAL_LIMIT, room_id)
         got.reverse()
         return got
 
@@ -489,6 +495,11 @@ class MatrixSource(BaseSource):
         room_id = raw.get("room_id") or _room_from_key(reply.thread_key)
         if not isinstance(room_id, str) or not room_id:
             raise PermanentError("cannot tell which Matrix room this conversation is in")
+        if reply.private and parent is not None and parent.kind is not Kind.DM:
+            # Answering "privately" in a shared room would post it for everyone to read.
+            raise PermanentError("this conversation is in a shared Matrix room, where every "
+                                 "member reads replies; send it as a public reply, or start "
+                                 "a direct chat with the person in your Matrix client")
         length = check_reply(reply.body, self.limits, reply.private)
         if not length.ok:
             raise PermanentError(f"the reply is too long for a Matrix event: "

@@ -232,6 +232,8 @@ class TelegramSource(BaseSource):
             kind = next((k for k in MEDIA_KINDS if k in m), None)
             if kind:
                 text = f"[{kind}] {text}".strip()
+        if not text:
+            return None  # a service message (member joined, pin...): nothing to answer
         entities = [e for e in entities if isinstance(e, dict)] \
             if isinstance(entities, list) else []
         parent = m.get("reply_to_message") if isinstance(m.get("reply_to_message"), dict) \

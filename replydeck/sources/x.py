@@ -59,6 +59,8 @@ USER_FIELDS = "username,name,public_metrics,verified"
 DM_FIELDS = "id,text,event_type,created_at,dm_conversation_id,sender_id,participant_ids"
 #: How many DM event ids the cursor remembers; page 1 holds at most 100.
 DM_SEEN_KEEP = 400
+#: How much older than the newest seen DM an unseen event may be and still count as new.
+DM_LATE_MARGIN = timedelta(hours=1)
 #: Conversations the cursor remembers, to pick our own replies from other apps.
 CONVERSATIONS_KEEP = 500
 #: Pages of mentions followed in one fetch (X keeps only the 800 newest: 8 pages of 100).
@@ -206,9 +208,12 @@ class XSource(BaseSource):
                 raise PermanentError(f"{REPLY_RULE_MESSAGE} (X said: {detail})")
             if "scope" in low or "client-forbidden" in low or "unsupported-authentication" in low \
                     or "forbidden" in _problem_type(data):
+                hint = " (or set dms = false to read mentions only)" \
+                    if endpoint.startswith("dm") else ""
                 raise AuthError(f"X refused {endpoint}: {detail} (check the app's access "
                                 "level and that the token has the scopes tweet.read "
-                                "tweet.write users.read dm.read dm.write offline.access)")
+                                "tweet.write users.read dm.read dm.write offline.access"
+                                f"{hint})")
             raise PermanentError(f"X refused {endpoint}: {detail}")
         if status == 404:
             raise PermanentError(f"X: not found on {endpoint}: {_problem(data)}")
@@ -402,13 +407,15 @@ class XSource(BaseSource):
         for _page in range(MAX_DM_PAGES):
             data = await self._call("GET", "/2/dm_events", endpoint="dm_events", params=params)
             page = _Page.parse(data, "dm_events")
-            fresh = [e for e in page.items if e["id"] not in seen]
+            fresh = [e for e in page.items if e["id"] not in seen
+                     and not state.dm_is_old(_time(e.get("created_at")))]
             for event in fresh:
                 msg = self._dm_message(event, page, me)
                 if msg is not None:
                     out.append(msg)
                 new_ids.append(event["id"])
                 seen.add(event["id"])
+                state.dm_saw(_time(event.get("created_at")))
             token = page.meta_str("next_token")
             if first_run or not token or len(fresh) < len(page.items) or not page.items:
                 break
@@ -535,12 +542,15 @@ class XSource(BaseSource):
 
     async def send(self, reply: Reply) -> Receipt:
         self._check_length(reply)
+        for endpoint in ("post create", "dm create"):
+            blocked = self._blocked(endpoint)
+            if blocked and (endpoint == "dm create") == self._is_dm(reply):
+                raise RateLimited(f"X rate limit reached for {endpoint}", retry_at=blocked)
         target = reply.reply_to
         if target is None:
             raise PermanentError("nothing to reply to: the conversation has no customer "
                                  "message from X")
-        is_dm_thread = (reply.thread_key or target.thread_key or "").startswith("dm:")
-        if reply.private or is_dm_thread:
+        if self._is_dm(reply):
             return await self._send_dm(reply, target)
         me = await self._me()
         await self._check_reply_rule(target, me)
@@ -567,6 +577,11 @@ class XSource(BaseSource):
             raw={"id": post_id, "conversation_id": conversation, "author_id": me},
         )
         return Receipt(post_id, url, at, message)
+
+    @staticmethod
+    def _is_dm(reply: Reply) -> bool:
+        thread = reply.thread_key or (reply.reply_to.thread_key if reply.reply_to else None)
+        return reply.private or (thread or "").startswith("dm:")
 
     def _dm_path(self, target: Message, thread_key: str | None) -> tuple[str, str | None]:
         conversation = _str(target.raw.get("dm_conversation_id"))
@@ -608,8 +623,7 @@ class XSource(BaseSource):
         me = await self._me()
         since = (reply.created_at or utcnow() - timedelta(hours=24)) - timedelta(minutes=5)
         wanted = _comparable(reply.body)
-        is_dm = reply.private or (reply.thread_key or target.thread_key or "").startswith("dm:")
-        if is_dm:
+        if self._is_dm(reply):
             conversation = self._dm_path(target, reply.thread_key)[1]
             path = (f"/2/dm_conversations/{conversation}/dm_events" if conversation
                     else f"/2/dm_conversations/with/{target.author.id}/dm_events")
@@ -626,7 +640,7 @@ class XSource(BaseSource):
             return None
         parent = _str(target.raw.get("id")) or target.remote_id
         data = await self._call("GET", f"/2/users/{me}/tweets", endpoint="tweets", params={
-            "max_results": 20, "tweet.fields": TWEET_FIELDS,
+            "max_results": 100, "tweet.fields": TWEET_FIELDS,
             "start_time": since.strftime("%Y-%m-%dT%H:%M:%SZ")})
         page = _Page.parse(data, "own posts")
         for post in page.items:
@@ -711,6 +725,7 @@ class _CursorState:
         self.mention_since: str | None = None
         self.own_since: str | None = None
         self.dm_seen: list[str] | None = None
+        self.dm_newest: datetime | None = None
         self.conversations: list[str] = []
 
     @classmethod
@@ -730,6 +745,12 @@ class _CursorState:
         state.own_since = _id_or_none(data.get("own"))
         dms = data.get("dms")
         state.dm_seen = [d for d in dms if isinstance(d, str)] if isinstance(dms, list) else None
+        newest = data.get("dm_newest")
+        if isinstance(newest, str):
+            try:
+                state.dm_newest = datetime.fromisoformat(newest).astimezone(UTC)
+            except ValueError:
+                state.dm_newest = None
         convs = data.get("conversations")
         state.conversations = [c for c in convs if isinstance(c, str)] \
             if isinstance(convs, list) else []
@@ -740,13 +761,23 @@ class _CursorState:
             self.conversations.append(conversation)
             del self.conversations[:-CONVERSATIONS_KEEP]
 
+    def dm_is_old(self, at: datetime) -> bool:
+        """An unseen event well before the newest one seen was read before and has left
+        the bounded id list: not new. The margin allows for events X lists late."""
+        return self.dm_newest is not None and at < self.dm_newest - DM_LATE_MARGIN
+
+    def dm_saw(self, at: datetime) -> None:
+        if self.dm_newest is None or at > self.dm_newest:
+            self.dm_newest = at
+
     def remember_dms(self, ids: list[str]) -> None:
         seen = (self.dm_seen or []) + [i for i in ids if i not in (self.dm_seen or [])]
         self.dm_seen = seen[-DM_SEEN_KEEP:]
 
     def dump(self) -> str:
         return json.dumps({"mentions": self.mention_since, "own": self.own_since,
-                           "dms": self.dm_seen, "conversations": self.conversations},
+                           "dms": self.dm_seen, "conversations": self.conversations,
+                           "dm_newest": self.dm_newest.isoformat() if self.dm_newest else None},
                           separators=(",", ":"))
 
 

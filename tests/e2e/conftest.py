@@ -72,12 +72,17 @@ def matrix_server():
 # Email: Dovecot IMAP + aiosmtpd sink (tests/servers/email.sh), login testuser/testpass
 # ======================================================================================
 IMAP_PORT = int(os.environ.get("IMAP_PORT", "1143"))
+IMAPS_PORT = int(os.environ.get("IMAPS_PORT", "1993"))
 SMTP_PORT = int(os.environ.get("SMTP_PORT", "1025"))
+SMTPS_PORT = int(os.environ.get("SMTPS_PORT", "1465"))
 
 
 class EmailServer:
-    imap_port = IMAP_PORT
-    smtp_port = SMTP_PORT
+    imap_port = IMAP_PORT  # plain or STARTTLS
+    imaps_port = IMAPS_PORT  # implicit TLS
+    smtp_port = SMTP_PORT  # plain or STARTTLS
+    smtps_port = SMTPS_PORT  # implicit TLS
+    ca_file = E2E_DIR / "dovecot" / "tls" / "cert.pem"  # self-signed, for "localhost"
     user = "testuser"
     password = "testpass"
     address = "testuser@localhost"
@@ -93,7 +98,8 @@ class EmailServer:
         server_script("email.sh", "reset-uids", mailbox, timeout=60, env=self._env())
 
     def _env(self) -> dict[str, str]:
-        return {"IMAP_PORT": str(IMAP_PORT), "SMTP_PORT": str(SMTP_PORT)}
+        return {"IMAP_PORT": str(IMAP_PORT), "SMTP_PORT": str(SMTP_PORT),
+                "IMAPS_PORT": str(IMAPS_PORT), "SMTPS_PORT": str(SMTPS_PORT)}
 
 
 @pytest.fixture(scope="session")

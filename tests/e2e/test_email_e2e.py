@@ -6,14 +6,18 @@ import imaplib
 import json
 import mailbox
 import uuid
+from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import formatdate
 
 import pytest
 
 from replydeck.config.sources import SourceTable
-from replydeck.inbox.model import Direction, Reply
+from replydeck.inbox.model import Direction, Reply, utcnow
+from replydeck.inbox.outbox import Outbox
+from replydeck.inbox.poller import PolledSource, Poller
 from replydeck.inbox.store import Store
+from replydeck.sources.base import PermanentError
 from replydeck.sources.email import EmailSource
 
 pytestmark = pytest.mark.e2e
@@ -206,3 +210,114 @@ async def test_uidvalidity_change_resyncs_without_duplicates(
     result = store.ingest("support-mail", resync.items, resync.cursor)
     assert result.new_messages == 1 and result.duplicates == 4
     store.close()
+
+
+async def test_through_poller_store_and_outbox_with_a_crash_mid_send(
+        email_server, make_source, tag, tmp_path):
+    """The whole path: poll -> store -> queue a reply -> crash after SMTP -> recover."""
+    root_id = f"<root-{tag}@example.jp>"
+    raw = customer_mail(f"Pipeline {tag}", "Please call me back.", msgid=root_id)
+    email_server.deliver(raw, mailbox=f"T{tag}")
+    email_server.deliver(raw, mailbox=f"T{tag}")  # the MTA delivered it twice
+
+    store = Store(tmp_path / "inbox.db")
+    ps = PolledSource(make_source(), interval=60)
+    poller = Poller(store, [ps], owner="first")
+    outcome = await poller.poll(ps)
+    assert outcome.error is None and outcome.new_messages == 1
+    conv = store.find_conversation("support-mail", f"email:{root_id}")
+    assert conv is not None
+    assert store.conversation(conv).needs_reply
+
+    queued = store.queue_reply(conv, "We will call you today.", private=True)
+    due, _ = store.claim_replies("first", lease_until=utcnow() + timedelta(seconds=30))
+    assert [r.id for r in due] == [queued.id]
+    await ps.source.send(due[0])
+    # ... killed here: the store still says 'sending' ...
+
+    later = utcnow() + timedelta(minutes=2)
+    outbox = Outbox(store, {"support-mail": make_source()}, owner="second",
+                    clock=lambda: later)
+    report = await outbox.run_once()
+    assert report.sent == [queued.id]
+    our_id = f"<replydeck-{queued.idempotency_key}@localhost>"
+    assert store.reply(queued.id).remote_id == our_id
+    assert len(captured(email_server, our_id)) == 1  # found in Sent, not sent again
+
+    await poller.poll(ps)  # the Sent copy arrives: the same message, not a new one
+    messages = store.messages(conv)
+    assert [(m.remote_id, m.direction) for m in messages] == [
+        (root_id, Direction.IN), (our_id, Direction.OUT)]
+    assert not store.conversation(conv).needs_reply
+    store.close()
+
+
+async def test_wrong_password_is_an_auth_error(email_server, make_source, monkeypatch):
+    src = make_source()
+    monkeypatch.setenv("REPLYDECK_E2E_MAIL_PASSWORD", "not-the-password")
+    from replydeck.sources.base import AuthError
+
+    with pytest.raises(AuthError, match="IMAP login rejected for 'testuser'") as exc:
+        await src.fetch(None)
+    assert "not-the-password" not in str(exc.value)
+    check = await make_source().check()
+    assert not check.ok and "wrong username or password" in check.summary
+
+
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+async def test_tls_and_starttls_with_certificate_verification(
+        email_server, make_source, tag, security):
+    ports = ({"imap_port": email_server.imap_port, "smtp_port": email_server.smtp_port}
+             if security == "starttls" else
+             {"imap_port": email_server.imaps_port, "smtp_port": email_server.smtps_port})
+    root_id = f"<tls-{tag}@example.com>"
+    email_server.deliver(customer_mail(f"TLS {tag}", "secure hello", msgid=root_id),
+                         mailbox=f"T{tag}")
+    src = make_source(security=security, imap_host="localhost", smtp_host="localhost",
+                      ca_file=str(email_server.ca_file), **ports)
+    assert (await src.check()).ok
+    batch = await src.fetch(None)
+    assert [m.remote_id for m in batch.items] == [root_id]
+    receipt = await src.send(reply_for(batch.items[0], f"tls-{security}-{tag}"))
+    assert len(captured(email_server, receipt.remote_id)) == 1
+
+    # without the private CA the self-signed certificate is refused, clearly
+    untrusting = make_source(security=security, imap_host="localhost",
+                             smtp_host="localhost", **ports)
+    with pytest.raises(PermanentError, match="TLS certificate not accepted"):
+        await untrusting.fetch(None)
+
+
+async def test_japanese_mailbox_names(email_server, make_source, tag):
+    box, sent = f"サポート{tag}", f"送信済み{tag}"
+    root_id = f"<ja-{tag}@example.jp>"
+    email_server.deliver(customer_mail("問い合わせ", "返品したいです", msgid=root_id), mailbox=box)
+    src = make_source(mailbox=box, sent_mailbox=sent)
+    batch = await src.fetch(None)
+    assert [m.remote_id for m in batch.items] == [root_id]
+    receipt = await src.send(reply_for(batch.items[0], f"ja-{tag}"))
+    again = await make_source(mailbox=box, sent_mailbox=sent).fetch(batch.cursor)
+    assert [(m.remote_id, m.direction) for m in again.items] == [
+        (receipt.remote_id, Direction.OUT)]
+    assert set(json.loads(again.cursor)["boxes"]) == {box, sent}
+
+
+async def test_big_attachments_are_not_pulled_into_memory(email_server, make_source, tag):
+    m = EmailMessage()
+    m["From"] = "Ann <ann@example.com>"
+    m["To"] = "testuser@localhost"
+    m["Subject"] = f"Logs {tag}"
+    m["Message-ID"] = f"<big-{tag}@example.com>"
+    m.set_content("The crash logs are attached.")
+    m.add_attachment(b"\x00log" * 100_000, maintype="application", subtype="octet-stream",
+                     filename="crash.log")
+    email_server.deliver(m.as_bytes(), mailbox=f"T{tag}")
+    email_server.deliver(customer_mail(f"Small {tag}", "tiny", msgid=f"<small-{tag}@x.com>"),
+                         mailbox=f"T{tag}")
+    items = (await make_source(max_message_bytes=50_000).fetch(None)).items
+    big, small = items
+    assert big.remote_id == f"<big-{tag}@example.com>"
+    assert big.text.startswith("The crash logs are attached.")
+    assert "only the first 49 KB were fetched" in big.text
+    assert big.raw["truncated_size"] > 400_000
+    assert small.text == "tiny" and small.raw["truncated_size"] is None

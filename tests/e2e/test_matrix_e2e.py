@@ -7,6 +7,7 @@ from /login. bob's own /sync is the judge of what the customer sees.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import timedelta
 
@@ -15,6 +16,9 @@ import pytest
 
 from replydeck.config.sources import SourceTable
 from replydeck.inbox.model import Direction, Kind, Reply, utcnow
+from replydeck.inbox.outbox import Outbox
+from replydeck.inbox.poller import PolledSource, Poller
+from replydeck.inbox.store import Store
 from replydeck.sources.base import AuthError, RateLimited, TransientError
 from replydeck.sources.matrix import MatrixSource
 from tests.fakes.httpfake import FakeHTTPServer, FakeRequest, FakeResponse, Fault
@@ -315,3 +319,121 @@ def _literal(token: str):
     from replydeck.config.secrets import Secret
 
     return Secret.literal(token)
+
+
+async def test_through_poller_store_and_outbox_with_a_crash_mid_send(
+        bob, make_source, tmp_path):
+    """poll -> store -> queue a reply -> killed after the PUT -> recovered with the same
+    txnId: the customer sees one reply, the store one outbound message."""
+    store = Store(tmp_path / "inbox.db")
+    ps = PolledSource(make_source(), interval=60)
+    poller = Poller(store, [ps], owner="first")
+    await poller.poll(ps)  # the account's starting point
+    room = bob.create_room([ALICE])
+    question = bob.say(room, "Can I change my address?")
+    for _ in range(3):  # accept the invite, then read the room
+        await poller.poll(ps)
+    conv = store.find_conversation("support-matrix", f"dm:{room}")
+    assert conv is not None
+    assert [m.remote_id for m in store.messages(conv)] == [question]
+    bob.new_events(room)
+
+    queued = store.queue_reply(conv, "Yes, send us the new one.", private=True)
+    due, _ = store.claim_replies("first", lease_until=utcnow() + timedelta(seconds=30))
+    first = await ps.source.send(due[0])
+    # ... killed here ...
+    later = utcnow() + timedelta(minutes=2)
+    outbox = Outbox(store, {"support-matrix": make_source()}, owner="second",
+                    clock=lambda: later)
+    report = await outbox.run_once()
+    assert report.sent == [queued.id]
+    assert store.reply(queued.id).remote_id == first.remote_id
+
+    seen = [e for e in bob.new_events(room) if e["sender"] == ALICE]
+    assert [e["event_id"] for e in seen] == [first.remote_id]
+    await poller.poll(ps)  # our event comes back through /sync: no duplicate
+    assert [(m.remote_id, m.direction) for m in store.messages(conv)] == [
+        (question, Direction.IN), (first.remote_id, Direction.OUT)]
+    assert not store.conversation(conv).needs_reply
+    store.close()
+
+
+# -- the unit tests' fake homeserver answers in Synapse's shapes ---------------------------
+def shape(value):
+    """Field names and JSON types, recursively (lists by their first element)."""
+    if isinstance(value, dict):
+        # maps keyed by room/user/event ids compare by one placeholder key
+        return {("<id>" if k[:1] in "!@$#" else k): shape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [shape(value[0])] if value else []
+    return type(value).__name__
+
+
+def assert_within(fake, real, path="$"):
+    """Every field the fake sends exists in the real answer with the same type."""
+    if isinstance(fake, dict):
+        assert isinstance(real, dict), f"{path}: fake has an object, Synapse {real}"
+        for key, sub in fake.items():
+            assert key in real, f"{path}.{key}: Synapse has no such field ({sorted(real)})"
+            assert_within(sub, real[key], f"{path}.{key}")
+    elif isinstance(fake, list):
+        assert isinstance(real, list), f"{path}: fake has a list, Synapse {real}"
+        if fake and real:
+            assert_within(fake[0], real[0], f"{path}[0]")
+    else:
+        assert fake == real, f"{path}: fake sends {fake}, Synapse {real}"
+
+
+async def test_fake_homeserver_matches_synapse_shapes(matrix_server, alice_token):
+    """The unit tests' fake (tests/fakes/matrix.py) against the real thing: every field
+    the fake sends, Synapse sends too, with the same JSON type."""
+    from tests.fakes.matrix import FakeMatrix
+
+    bob_token = matrix_server.login("bob", "bobpass")
+    real = httpx.Client(base_url=matrix_server.url + "/_matrix/client/v3", timeout=30)
+    fake = FakeMatrix(server_name="localhost").start()
+    fake.add_user(ALICE, alice_token)
+    fake.add_user(BOB, bob_token)
+    fake_c = httpx.Client(base_url=fake.url + "/_matrix/client/v3", timeout=30)
+    pairs = []
+
+    def both(method: str, token: str, real_path: str, fake_path: str,
+             real_params: dict | None = None, fake_params: dict | None = None, **kw):
+        auth = {"Authorization": f"Bearer {token}"}
+        r = real.request(method, real_path, headers=auth, params=real_params, **kw)
+        f = fake_c.request(method, fake_path, headers=auth, params=fake_params, **kw)
+        assert r.status_code == f.status_code, (real_path, r.text, f.text)
+        pairs.append((r.json(), f.json()))
+        return r.json(), f.json()
+
+    try:
+        real_room = real.post("/createRoom", headers={"Authorization": f"Bearer {bob_token}"},
+                              json={"preset": "private_chat", "invite": [ALICE]}
+                              ).json()["room_id"]
+        fake_room = fake.add_room([BOB], invited=[ALICE])
+        both("GET", alice_token, "/account/whoami", "/account/whoami")
+        both("POST", alice_token, f"/join/{real_room}", f"/join/{fake_room}", json={})
+        for i in range(2):
+            both("PUT", bob_token, f"/rooms/{real_room}/send/m.room.message/t{i}",
+                 f"/rooms/{fake_room}/send/m.room.message/t{i}",
+                 json={"msgtype": "m.text", "body": f"hi {i}"})
+        both("GET", alice_token, f"/rooms/{real_room}/joined_members",
+             f"/rooms/{fake_room}/joined_members")
+        flt = {"filter": json.dumps({"room": {"timeline": {"limit": 1,
+                                                           "types": ["m.room.message"]}}}),
+               "timeout": 0}
+        real_sync, fake_sync = both("GET", alice_token, "/sync", "/sync", flt, flt)
+        real_tl = real_sync["rooms"]["join"][real_room]["timeline"]
+        fake_tl = fake_sync["rooms"]["join"][fake_room]["timeline"]
+        assert real_tl["limited"] is True and fake_tl["limited"] is True
+        both("GET", alice_token, f"/rooms/{real_room}/messages",
+             f"/rooms/{fake_room}/messages",
+             {"from": real_tl["prev_batch"], "dir": "b", "limit": 1},
+             {"from": fake_tl["prev_batch"], "dir": "b", "limit": 1})
+        both("GET", "not-a-token", "/sync", "/sync")  # the M_UNKNOWN_TOKEN error
+        for real_answer, fake_answer in pairs:
+            assert_within(shape(fake_answer), shape(real_answer))
+    finally:
+        fake.stop()
+        real.close()
+        fake_c.close()

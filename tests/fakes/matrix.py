@@ -55,8 +55,12 @@ class FakeMatrix:
         for user in members:
             self._append(room, {"type": "m.room.member", "sender": user, "state_key": user,
                                 "content": {"membership": "join",
-                                            "displayname": user[1:].split(":")[0].title()}})
+                                            "displayname": self.display_name(user)}})
         return room_id
+
+    @staticmethod
+    def display_name(user_id: str) -> str:
+        return user_id[1:].split(":")[0]
 
     def _append(self, room: Room, event: dict[str, Any]) -> dict[str, Any]:
         self.ts += 1000
@@ -140,7 +144,7 @@ class FakeMatrix:
             room = self._room(req)
             if room is None or user not in room.members:
                 return self.error(403, "M_FORBIDDEN", "You are not in this room")
-            return FakeResponse(200, {"joined": {m: {"display_name": None,
+            return FakeResponse(200, {"joined": {m: {"display_name": self.display_name(m),
                                                      "avatar_url": None}
                                                  for m in room.members}})
 
@@ -153,7 +157,8 @@ class FakeMatrix:
             room.invited.remove(user)
             room.members.append(user)
             self._append(room, {"type": "m.room.member", "sender": user, "state_key": user,
-                                "content": {"membership": "join"}})
+                                "content": {"membership": "join",
+                                            "displayname": self.display_name(user)}})
             return FakeResponse(200, {"room_id": room.room_id})
 
         @route("PUT", API + r"/rooms/(?P<room>[^/]+)/send/m\.room\.message/(?P<txn>[^/]+)")
@@ -218,7 +223,9 @@ class FakeMatrix:
                     continue
                 shown = new[-limit:]
                 join[room.room_id] = {
-                    "timeline": {"events": [e for _, e in shown],
+                    # /sync events carry no room_id (ClientEventWithoutRoomID)
+                    "timeline": {"events": [{k: v for k, v in e.items() if k != "room_id"}
+                                            for _, e in shown],
                                  "limited": len(new) > limit,
                                  "prev_batch": f"t{shown[0][0]}"},
                     "state": {"events": []},
@@ -227,8 +234,10 @@ class FakeMatrix:
                     "account_data": {"events": []},
                     "unread_notifications": {},
                 }
+            # Synapse leaves out empty sections
+            rooms = {k: v for k, v in (("join", join), ("invite", invite)) if v}
             return FakeResponse(200, {"next_batch": str(now),
-                                      "rooms": {"join": join, "invite": invite, "leave": {}}})
+                                      **({"rooms": rooms} if rooms else {})})
 
     def _room(self, req: FakeRequest) -> Room | None:
         from urllib.parse import unquote

@@ -19,6 +19,7 @@ duplicate text is refused, and the DM length limit.
 
 from __future__ import annotations
 
+import html
 import itertools
 import re
 import secrets
@@ -95,7 +96,9 @@ class Post:
     quotes: int = 0
 
     def render(self, fields: set[str], post_names: bool = False) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "text": self.text,
+        # X returns post text with &, < and > HTML-escaped [U: long-standing behaviour
+        # reported by API users, not in the v2 reference].
+        out: dict[str, Any] = {"id": self.id, "text": html.escape(self.text, quote=False),
                                ("edit_history_post_ids" if post_names
                                 else "edit_history_tweet_ids"): [self.id]}
         if "author_id" in fields:
@@ -542,7 +545,7 @@ class FakeX:
                 post = self.post(me, text, reply_to=parent.id if parent else None,
                                  mentions=[author] if author and author is not me else [])
             return FakeResponse(201, {"data": {
-                "id": post.id, "text": text,
+                "id": post.id, "text": html.escape(text, quote=False),
                 ("edit_history_post_ids" if self.post_names else "edit_history_tweet_ids"):
                     [post.id]}}, headers)
 

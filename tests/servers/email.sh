@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Email: Dovecot IMAP on 127.0.0.1:1143 (plaintext, no TLS) + aiosmtpd SMTP sink on 127.0.0.1:1025.
+# Email: Dovecot IMAP on 127.0.0.1:1143 (plain/STARTTLS) and :1993 (TLS) + aiosmtpd SMTP sinks on
+# 127.0.0.1:1025 (plain/STARTTLS) and :1465 (TLS), with a self-signed certificate for localhost.
 # Usage: email.sh install | start | stop [--wipe] | deliver FILE [FROM] [MAILBOX] | reset-uids [MAILBOX]
 #   deliver    = put an RFC822 file into INBOX (or MAILBOX) via dovecot-lda (what an MTA does)
 #   reset-uids = drop the mailbox's UID list and indexes: Dovecot renumbers it with a NEW UIDVALIDITY
@@ -12,8 +13,11 @@ D=$E2E_DIR/dovecot                # config, runtime, logs
 MAILROOT=$E2E_DIR/mail            # maildirs (owned by the 'mail' system user, uid 8)
 OUTBOX=$E2E_DIR/smtp-outbox       # aiosmtpd writes every received message here (Maildir)
 VENV=$E2E_DIR/email-venv
-IMAP_PORT=${IMAP_PORT:-1143}
-SMTP_PORT=${SMTP_PORT:-1025}
+IMAP_PORT=${IMAP_PORT:-1143}     # plain + STARTTLS
+IMAPS_PORT=${IMAPS_PORT:-1993}   # implicit TLS
+SMTP_PORT=${SMTP_PORT:-1025}     # plain + STARTTLS
+SMTPS_PORT=${SMTPS_PORT:-1465}   # implicit TLS
+TLS=$E2E_DIR/dovecot/tls         # self-signed certificate for "localhost" (ca.pem = cert.pem)
 MUID=$(id -u mail); MGID=$(id -g mail)
 
 install() {
@@ -29,7 +33,17 @@ install() {
   fi
 }
 
+make_cert() {
+  [ -f "$TLS/cert.pem" ] && return 0
+  mkdir -p "$TLS"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=localhost" \
+    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$TLS/key.pem" -out "$TLS/cert.pem" >/dev/null 2>&1
+  chmod 600 "$TLS/key.pem"
+}
+
 configure() {
+  make_cert
   mkdir -p "$D/run" "$D/state" "$MAILROOT/testuser" "$OUTBOX"/{tmp,new,cur}  # Maildir layout must exist for aiosmtpd Mailbox
   chown -R "$MUID:$MGID" "$MAILROOT"
   # passwd-file: user:password:uid:gid::home
@@ -42,7 +56,9 @@ state_dir = $D/state
 instance_name = e2e-dovecot
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+ssl = yes
+ssl_cert = <$TLS/cert.pem
+ssl_key = <$TLS/key.pem
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 log_path = $D/dovecot.log
@@ -72,7 +88,9 @@ service imap-login {
     port = $IMAP_PORT
   }
   inet_listener imaps {
-    port = 0
+    address = 127.0.0.1
+    port = $IMAPS_PORT
+    ssl = yes
   }
 }
 # dovecot-lda is used by 'deliver'
@@ -105,16 +123,19 @@ start() {
     wait_port "$IMAP_PORT" || { echo "dovecot not listening; see $D/dovecot.log"; exit 1; }
   fi
   if [ -f "$D/smtpd.pid" ] && kill -0 "$(cat "$D/smtpd.pid")" 2>/dev/null; then
-    echo "aiosmtpd already running"
+    echo "SMTP sink already running"
   else
-    # Mailbox handler = every message accepted is stored in the Maildir $OUTBOX
-    nohup "$VENV/bin/aiosmtpd" -n -l "127.0.0.1:$SMTP_PORT" \
-        -c aiosmtpd.handlers.Mailbox "$OUTBOX" >"$D/smtpd.log" 2>&1 &
+    # aiosmtpd storing into the Maildir $OUTBOX (see smtp_sink.py: STARTTLS, SMTPS, AUTH)
+    nohup "$VENV/bin/python" "$HERE/smtp_sink.py" --maildir "$OUTBOX" --port "$SMTP_PORT" \
+        --smtps-port "$SMTPS_PORT" --cert "$TLS/cert.pem" --key "$TLS/key.pem" \
+        >"$D/smtpd.log" 2>&1 &
     echo $! > "$D/smtpd.pid"
-    wait_port "$SMTP_PORT" || { echo "aiosmtpd not listening; see $D/smtpd.log"; exit 1; }
+    wait_port "$SMTP_PORT" && wait_port "$SMTPS_PORT" \
+      || { echo "SMTP sink not listening; see $D/smtpd.log"; cat "$D/smtpd.log"; exit 1; }
   fi
-  echo "IMAP=127.0.0.1:$IMAP_PORT (plain, no TLS) user=testuser pass=testpass"
-  echo "SMTP=127.0.0.1:$SMTP_PORT (no auth, no TLS) captured into Maildir $OUTBOX"
+  echo "IMAP=127.0.0.1:$IMAP_PORT (plain or STARTTLS) IMAPS=127.0.0.1:$IMAPS_PORT user=testuser pass=testpass"
+  echo "SMTP=127.0.0.1:$SMTP_PORT (plain, or STARTTLS + AUTH testuser/testpass) SMTPS=127.0.0.1:$SMTPS_PORT, captured into Maildir $OUTBOX"
+  echo "TLS_CA=$TLS/cert.pem (self-signed for localhost)"
   echo "DOVECOT_PID=$(cat "$D/run/master.pid") SMTPD_PID=$(cat "$D/smtpd.pid")"
 }
 
@@ -138,7 +159,7 @@ stop() {
   if [ -f "$D/smtpd.pid" ]; then
     pid=$(cat "$D/smtpd.pid"); kill "$pid" 2>/dev/null || true
     for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    rm -f "$D/smtpd.pid"; echo "stopped aiosmtpd pid $pid"
+    rm -f "$D/smtpd.pid"; echo "stopped SMTP sink pid $pid"
   fi
   if [ -f "$D/run/master.pid" ]; then
     pid=$(cat "$D/run/master.pid"); kill "$pid" 2>/dev/null || true   # master takes its children down

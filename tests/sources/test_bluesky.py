@@ -67,11 +67,15 @@ def make(fake: FakeBluesky, password: str = "alice-app-pw", **kw: Any) -> Bluesk
                          app_password=Secret.literal(password), **kw)
 
 
+def rep_time() -> datetime:
+    return datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
 def reply(to: Any, body: str, *, private: bool = False, key: str = "key-1") -> Reply:
     # Queued at the fake clock's start, as the outbox records it before sending.
     return Reply(id=1, conversation_id=1, source="bsky", body=body, private=private,
                  idempotency_key=key, reply_to=to, thread_key=to.thread_key,
-                 created_at=datetime(2026, 11, 20, 12, 0, tzinfo=UTC))
+                 created_at=rep_time())
 
 
 # -- documented (here: captured from the real dev-env PDS) shapes ------------------------
@@ -167,9 +171,16 @@ def test_links_in_received_posts_are_expanded_and_bad_facets_ignored() -> None:
 
 
 def test_rkeys_are_valid_tids_and_stable_per_key() -> None:
-    a, b = tid_from_key("reply-1"), tid_from_key("reply-2")
+    at = datetime(2026, 11, 20, 12, 0, 5, 123_000, tzinfo=UTC)
+    a, b = tid_from_key("reply-1", at), tid_from_key("reply-2", at)
     assert TID_RE.match(a) and TID_RE.match(b) and a != b
-    assert tid_from_key("reply-1") == a
+    assert tid_from_key("reply-1", at.replace(microsecond=0)) == a  # ms lost in the DB
+    assert TID_RE.match(tid_from_key("reply-1")) and tid_from_key("reply-1") != a
+    # The key's time is the reply's second: the AppView ignores far-off record keys.
+    value = 0
+    for ch in a:
+        value = value * 32 + "234567abcdefghijklmnopqrstuvwxyz".index(ch)
+    assert (value >> 10) // 1_000_000 == int(at.timestamp())
 
 
 # -- fetching ---------------------------------------------------------------------------
@@ -281,12 +292,14 @@ async def test_own_replies_from_other_apps_come_back_outbound(
 # -- sending ----------------------------------------------------------------------------
 async def test_reply_in_thread_with_root_parent_and_facets(
         fake: FakeBluesky, clock: Clock, alice: Account, bob: Account) -> None:
+    carol = fake.add_account("carol.test", "c")
     root = fake.post(bob, "Top post by bob")
     clock.tick()
     mid = fake.mention(bob, alice, "@alice.test what about this?", reply_to=root)
     src = make(fake)
     (m,) = [x for x in (await src.fetch(None)).items if x.remote_id == mid.uri]
-    body = "@bob.test ご不便をおかけしました 🙏 詳細: https://acme.example/ヘルプ 😀 @ghost.test"
+    body = ("@bob.test ご不便をおかけしました 🙏 @carol.test 詳細: https://acme.example/ヘルプ "
+            "😀 @ghost.test")
     receipt = await src.send(reply(m, body))
     rec = fake.records[receipt.remote_id]
     assert rec.value["reply"] == {"root": {"uri": root.uri, "cid": root.cid},
@@ -294,15 +307,20 @@ async def test_reply_in_thread_with_root_parent_and_facets(
     data = body.encode()
     got = [(data[f["index"]["byteStart"]:f["index"]["byteEnd"]].decode(), f["features"][0])
            for f in rec.value["facets"]]
-    assert got == [("@bob.test", {"$type": "app.bsky.richtext.facet#mention", "did": bob.did}),
-                   ("https://acme.example/ヘルプ", {"$type": "app.bsky.richtext.facet#link",
-                                                 "uri": "https://acme.example/ヘルプ"})]
+    # bob (whom we answer) gets the reply itself, not a mention facet; ghost does not exist.
+    assert got == [
+        ("@carol.test", {"$type": "app.bsky.richtext.facet#mention", "did": carol.did}),
+        ("https://acme.example/ヘルプ", {"$type": "app.bsky.richtext.facet#link",
+                                      "uri": "https://acme.example/ヘルプ"})]
+    assert rec.value["facets"][0]["index"]["byteStart"] == len(
+        "@bob.test ご不便をおかけしました 🙏 ".encode())
     assert receipt.message is not None and receipt.message.direction == Direction.OUT
     assert receipt.message.thread_key == f"post:{root.uri}"
-    assert receipt.remote_id.endswith("/" + tid_from_key("key-1"))
-    # bob sees it as a reply to his post.
+    assert receipt.remote_id.endswith("/" + tid_from_key("key-1", rep_time()))
+    # bob sees it as a reply to his post; carol as a mention.
     note = [n for n in fake.notifications if n.recipient == bob.did and n.reason == "reply"]
     assert [n.reason_subject for n in note] == [mid.uri]
+    assert [n.reason for n in fake.notifications if n.recipient == carol.did] == ["mention"]
     await src.close()
 
 
@@ -519,3 +537,59 @@ def test_from_config_checks_service_and_handle() -> None:
                                          "app_password": "env:X"}))
     with pytest.raises(ConfigError, match=r"sources\[1\]\.handle"):
         BlueskySource.from_config(table({"handle": "acme", "app_password": "env:X"}))
+
+
+# -- through the real store, poller and outbox ------------------------------------------
+async def test_pipeline_expiry_lost_answer_and_own_reply_stored_once(
+        tmp_path: Path, fake: FakeBluesky, clock: Clock, alice: Account, bob: Account) -> None:
+    from replydeck.inbox.model import ReplyState, utcnow
+    from replydeck.inbox.outbox import Outbox
+    from replydeck.inbox.poller import PolledSource, Poller
+    from replydeck.inbox.store import Store
+
+    offset = [timedelta()]
+
+    def now() -> datetime:
+        return utcnow() + offset[0]
+
+    store = Store(tmp_path / "replydeck.db")
+    src = make(fake, timeout=0.3)
+    poller = Poller(store, [PolledSource(src, interval=60)], owner="t", clock=now)
+    outbox = Outbox(store, {"bsky": src}, owner="t", clock=now)
+    try:
+        await poller.run_once()
+        clock.tick()
+        post = fake.mention(bob, alice, "@alice.test 注文が届きません 😢")
+        fake.expire_access_tokens()  # mid-run expiry: refreshed, not a new login
+        await poller.run_once()
+        assert fake.create_session_calls == 1
+        conv_id = store.find_conversation("bsky", f"post:{post.uri}")
+        assert conv_id is not None
+        conv = store.conversation(conv_id)
+        assert conv is not None and conv.author.followers == 4321
+
+        fake.server.inject(Fault(hang_s=0.8, then_handle=True),
+                           when=lambda r: r.path.endswith("createRecord"))
+        reply_row = store.queue_reply(conv_id, "申し訳ありません、本日発送します 🙏")
+        report = await outbox.run_once()
+        assert report.retrying == [reply_row.id]
+        for _ in range(100):
+            if fake.posts_by(alice):
+                break
+            await asyncio.sleep(0.02)
+        offset[0] = timedelta(minutes=10)
+        report = await outbox.run_once()
+        assert report.sent == [reply_row.id]
+        (rec,) = fake.posts_by(alice)
+        stored = store.reply(reply_row.id)
+        assert stored is not None and stored.state == ReplyState.SENT
+        assert stored.remote_id == rec.uri
+        assert rec.value["reply"]["parent"]["uri"] == post.uri
+        clock.tick(1000)
+        offset[0] = timedelta(minutes=20)
+        await poller.run_once()
+        assert [(m.remote_id, m.direction) for m in store.messages(conv_id)] == [
+            (post.uri, Direction.IN), (rec.uri, Direction.OUT)]
+    finally:
+        await src.close()
+        store.close()

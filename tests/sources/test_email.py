@@ -21,7 +21,7 @@ from replydeck.config.sources import SourceTable
 from replydeck.inbox.model import Author, Direction, Kind, Message, Reply
 from replydeck.inbox.sanitize import is_inert
 from replydeck.sources.base import AuthError, PermanentError, TransientError
-from replydeck.sources.email import EmailSource
+from replydeck.sources.email import EmailSource, utf7_decode, utf7_encode
 from replydeck.sources.email_parse import (
     collapse,
     content_id,
@@ -394,6 +394,8 @@ class FakeSMTP:
             if in_data:
                 if line == ".":
                     in_data = False
+                    if self.replies["DATA_END"] == "DROP":  # took the mail, then vanished
+                        break
                     say(self.replies["DATA_END"])
                 continue
             verb = line.split(" ", 1)[0].upper()
@@ -432,6 +434,21 @@ async def test_smtp_codes_map_to_errors(server, error, words):
     assert "hunter2-secret" not in str(exc.value)
     if error is not AuthError:
         assert not isinstance(exc.value, AuthError)
+
+
+async def test_connection_lost_after_the_mail_went_out_is_maybe_sent():
+    fake = FakeSMTP(data_end="DROP")
+    src = source(smtp_port=fake.port, save_sent=False, timeout=5)
+    with pytest.raises(TransientError) as exc:
+        await src.send(reply_to(to_message(ISO2022)))
+    assert exc.value.maybe_sent is True
+    refused = socket.socket()
+    refused.bind(("127.0.0.1", 0))
+    port = refused.getsockname()[1]
+    refused.close()
+    with pytest.raises(TransientError) as exc:
+        await source(smtp_port=port, save_sent=False).send(reply_to(to_message(ISO2022)))
+    assert exc.value.maybe_sent is False  # never connected: certainly not sent
 
 
 async def test_smtp_success_without_sent_copy():
@@ -530,3 +547,14 @@ def test_plain_is_accepted_on_loopback_only():
     assert (src.imap_port, src.smtp_port) == (143, 25)
     with pytest.raises(ValueError):
         source(imap_host="mail.example.com")
+
+
+@pytest.mark.parametrize(("name", "wire"), [
+    ("INBOX", "INBOX"),
+    ("送信済みアイテム", "&kAFP4W4IMH8wojCkMMYw4A-"),
+    ("A&B", "A&-B"),
+    ("~peter/mail/台北/日本語", "~peter/mail/&U,BTFw-/&ZeVnLIqe-"),  # RFC 3501's example
+])
+def test_mailbox_names_use_modified_utf7(name, wire):
+    assert utf7_encode(name) == wire
+    assert utf7_decode(wire) == name

@@ -177,6 +177,9 @@ async def test_incremental_fetch_across_restart_pages_forward_without_gaps() -> 
         assert seen == [s.id for s in burst]
         notif_calls = fake.server.calls("GET", "/api/v1/notifications")
         assert not any("since_id" in r.query for r in notif_calls)
+        # Every page keeps the filters, whatever the Link header carries.
+        assert all(r.query.get("include_filtered") == ["true"] for r in notif_calls)
+        assert all(r.query.get("types[]") == ["mention"] for r in notif_calls)
         again = make(fake)
         assert (await again.fetch(cursor)).items == []
         await again.close()
@@ -445,3 +448,66 @@ def test_link_header_paging_keeps_filters() -> None:
         assert us.id != c.id
     finally:
         fake.stop()
+
+
+# -- through the real store, poller and outbox ------------------------------------------
+async def test_pipeline_rate_limit_lost_answer_and_own_reply_stored_once(
+        tmp_path: Path, fake: FakeMastodon, us: Account, carol: Account) -> None:
+    import asyncio
+    from datetime import timedelta
+
+    from replydeck.inbox.model import ReplyState, utcnow
+    from replydeck.inbox.outbox import Outbox
+    from replydeck.inbox.poller import PolledSource, Poller
+    from replydeck.inbox.store import Store
+
+    offset = [timedelta()]
+
+    def clock() -> datetime:
+        return utcnow() + offset[0]
+
+    store = Store(tmp_path / "replydeck.db")
+    src = make(fake, timeout=0.3)
+    poller = Poller(store, [PolledSource(src, interval=60)], owner="t", clock=clock)
+    outbox = Outbox(store, {"masto": src}, owner="t", clock=clock)
+    try:
+        await poller.run_once()  # start point
+        st = fake.post(carol, "@support my parcel is lost")
+        reset = "2031-01-01T00:00:00.000000Z"
+        fake.server.inject(Fault(FakeResponse(429, {"error": "Too many requests"}, {
+            "X-RateLimit-Limit": "300", "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": reset})), when=lambda r: r.path == "/api/v1/notifications")
+        (out,) = await poller.run_once()
+        assert out.error and "rate limit" in out.error
+        assert out.next_at == datetime(2031, 1, 1, 0, 0, 1, tzinfo=out.next_at.tzinfo)
+        await poller.poll(poller.sources[0])  # the poller comes back: nothing lost
+        conv_id = store.find_conversation("masto", f"post:{st.id}")
+        assert conv_id is not None
+        assert [m.remote_id for m in store.messages(conv_id)] == [st.id]
+
+        # The status is created but the answer is lost: the resend reuses the key.
+        fake.server.inject(Fault(hang_s=0.8, then_handle=True),
+                           when=lambda r: r.method == "POST" and r.path == "/api/v1/statuses")
+        reply_row = store.queue_reply(conv_id, "Found it, arriving tomorrow.")
+        report = await outbox.run_once()
+        assert report.retrying == [reply_row.id]
+        for _ in range(100):
+            if any(s.account.id == us.id for s in fake.statuses.values()):
+                break
+            await asyncio.sleep(0.02)
+        offset[0] = timedelta(minutes=10)
+        report = await outbox.run_once()
+        assert report.sent == [reply_row.id]
+        ours = [s for s in fake.statuses.values() if s.account.id == us.id]
+        assert len(ours) == 1 and ours[0].text == "@carol Found it, arriving tomorrow."
+        stored = store.reply(reply_row.id)
+        assert stored is not None and stored.state == ReplyState.SENT
+        assert stored.remote_id == ours[0].id
+        # Our reply also comes back from our own timeline: stored once, outbound.
+        offset[0] = timedelta(minutes=20)
+        await poller.run_once()
+        assert [(m.remote_id, m.direction) for m in store.messages(conv_id)] == [
+            (st.id, Direction.IN), (ours[0].id, Direction.OUT)]
+    finally:
+        await src.close()
+        store.close()

@@ -96,7 +96,7 @@ async def test_dm_message_fields(hs, source):
     msg = (await source().fetch(None)).items[0]
     assert msg.kind is Kind.DM and msg.thread_key == f"dm:{dm}"
     assert msg.direction is Direction.IN and msg.in_reply_to is None
-    assert msg.author.id == BOB and msg.author.name == "Bob"
+    assert msg.author.id == BOB and msg.author.name == "bob"
     assert msg.author.url == "https://matrix.to/#/@bob:example.org"
     assert msg.url == f"https://matrix.to/#/{dm}/{ev}"
     assert msg.text == "Where is order #42? 注文はどこ？ 🙂"
@@ -144,7 +144,7 @@ async def test_message_types_are_listed_readably(hs, source):
     items = {m.remote_id: m for m in (await source().fetch(None)).items}
     assert items[img].text == "[image: photo.jpg]"
     assert items[f].text == "[file: invoice.pdf]"
-    assert items[emote].text == "* Bob waves"
+    assert items[emote].text == "* bob waves"
     assert items[notice].text == "automated notice"
     assert items[quoted].text == "my answer" and items[quoted].in_reply_to == img
     assert "encrypted" in items[enc].text
@@ -201,7 +201,7 @@ async def test_hostile_text_arrives_inert(hs, source):
     for msg in items:
         assert is_inert(msg.text) and is_inert(msg.author.name)
         assert "\n" not in msg.author.name
-    assert items[-1].author.name == "Bob"
+    assert items[-1].author.name == "bob"
 
 
 # -- send ------------------------------------------------------------------------------
@@ -243,6 +243,18 @@ async def test_reply_in_a_thread_stays_in_the_thread(hs, source):
     rel = hs.messages_in(room, ME)[0]["content"]["m.relates_to"]
     assert rel == {"rel_type": "m.thread", "event_id": root, "is_falling_back": True,
                    "m.in_reply_to": {"event_id": ev}}
+
+
+async def test_private_reply_in_a_shared_room_is_refused_not_posted_publicly(hs, source):
+    room = hs.add_room([BOB, CAROL, ME])
+    hs.say(room, BOB, "my card number is ...")
+    src = source()
+    msg = (await src.fetch(None)).items[0]
+    private = reply(msg)
+    private.private = True
+    with pytest.raises(PermanentError, match="shared Matrix room"):
+        await src.send(private)
+    assert hs.messages_in(room, ME) == []
 
 
 async def test_too_long_reply_is_refused_before_sending(hs, source):
@@ -332,6 +344,23 @@ async def test_server_error_timeout_and_malformed_are_transient(hs, source):
             await src.fetch(None)
     batch = await src.fetch(None)  # recovered: nothing lost
     assert [m.remote_id for m in batch.items] == [ev]
+
+
+async def test_send_without_answer_is_maybe_sent_and_the_retry_posts_once(hs, source):
+    dm = hs.add_room([BOB, ME])
+    hs.say(dm, BOB, "help")
+    src = source(timeout=0.3)
+    msg = (await src.fetch(None)).items[0]
+    hs.http.inject(Fault(hang_s=0.6, then_handle=True), when=lambda r: r.method == "PUT")
+    with pytest.raises(TransientError) as exc:
+        await src.send(reply(msg, key="lost"))
+    assert exc.value.maybe_sent is True
+    hs.http.inject(Fault(FakeResponse(502, "bad gateway")), when=lambda r: r.method == "PUT")
+    with pytest.raises(TransientError) as exc:
+        await src.send(reply(msg, key="lost"))
+    assert exc.value.maybe_sent is True
+    receipt = await source().send(reply(msg, key="lost"))
+    assert [e["event_id"] for e in hs.messages_in(dm, ME)] == [receipt.remote_id]
 
 
 async def test_forbidden_room_is_permanent(hs, source):

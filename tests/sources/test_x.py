@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import stat
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -553,3 +554,114 @@ async def test_hostile_text_arrives_inert(world: World) -> None:
 
 def _author(user: User) -> Author:
     return Author(id=user.id, handle=user.username, name=user.name)
+
+
+async def test_html_entities_from_x_are_unescaped_once(world: World) -> None:
+    world.fake.post(world.alice, "A&B <3 &amp; more", mentions=[world.me])
+    src = world.source()
+    batch = await src.fetch(None)
+    await src.close()
+    assert batch.items[0].text.endswith("A&B <3 &amp; more")
+
+
+async def test_a_lost_answer_to_a_post_is_flagged_maybe_sent(world: World) -> None:
+    world.fake.post(world.alice, "hi", mentions=[world.me])
+    src = world.source(timeout=0.2)
+    msg = (await src.fetch(None)).items[0]
+    world.fake.server.inject(Fault(hang_s=0.6, then_handle=True),
+                             when=lambda r: r.method == "POST")
+    with pytest.raises(TransientError) as err:
+        await src.send(reply_to(msg, "on it"))
+    assert err.value.maybe_sent
+    world.fake.server.inject(Fault(FakeResponse(503, {"title": "Service Unavailable"})),
+                             when=lambda r: r.method == "POST")
+    with pytest.raises(TransientError) as err:
+        await src.send(reply_to(msg, "on it, again"))
+    assert err.value.maybe_sent
+    await src.close()
+
+
+async def test_an_unreachable_server_is_not_maybe_sent(world: World) -> None:
+    world.fake.post(world.alice, "hi", mentions=[world.me])
+    src = world.source()
+    msg = (await src.fetch(None)).items[0]
+    await src.close()
+    world.fake.stop(wait=True)
+    with pytest.raises(TransientError, match="cannot reach X") as err:
+        await src.send(reply_to(msg, "on it"))
+    await src.close()
+    assert not err.value.maybe_sent
+
+
+async def test_refreshed_tokens_are_stored_in_the_keyring(world: World) -> None:
+    import keyring
+
+    from tests.config.conftest import MemoryKeyring
+
+    previous = keyring.get_keyring()
+    ring = MemoryKeyring()
+    keyring.set_keyring(ring)
+    try:
+        refresh = world.fake.issue_refresh_token(world.me, "cid")
+        ring.set_password("replydeck-x", "token", world.token)
+        ring.set_password("replydeck-x", "refresh", refresh)
+        world.fake.expire_tokens()
+        src = world.source(token=Secret.parse("keyring:replydeck-x/token"),
+                           refresh_token=Secret.parse("keyring:replydeck-x/refresh"),
+                           client_id="cid")
+        await src.fetch(None)
+        await src.close()
+        assert ring.get_password("replydeck-x", "token") in world.fake.tokens
+        assert ring.get_password("replydeck-x", "refresh") in world.fake.refresh_tokens
+        assert refresh not in world.fake.refresh_tokens
+    finally:
+        keyring.set_keyring(previous)
+
+
+async def test_send_waits_for_an_exhausted_post_window(world: World) -> None:
+    world.fake.post(world.alice, "hi", mentions=[world.me])
+    world.fake.limits["post create"] = 1
+    src = world.source()
+    msg = (await src.fetch(None)).items[0]
+    await src.send(reply_to(msg, "first"))  # remaining drops to 0 with this one
+    reset = int(world.fake._windows[("post create", world.me.id)][0])
+    calls = len(world.fake.server.calls("POST", "/2/tweets"))
+    with pytest.raises(RateLimited) as err:
+        await src.send(reply_to(msg, "second"))
+    await src.close()
+    assert err.value.retry_at == datetime.fromtimestamp(reset, timezone.utc)
+    assert len(world.fake.server.calls("POST", "/2/tweets")) == calls  # not even tried
+
+
+def test_a_config_entry_loads_and_typos_are_reported() -> None:
+    from replydeck.config.sources import parse_sources
+    from replydeck.config.table import Table
+
+    entry = {"type": "x", "name": "brand-x", "token": "keyring:replydeck/x",
+             "refresh_token": "keyring:replydeck/x-refresh", "client_id": "abc",
+             "user_id": "2244994945", "dms": False}
+    [loaded] = parse_sources([Table(entry, "sources[0]", "config.toml")], None)
+    assert isinstance(loaded.source, XSource) and loaded.source.dms is False
+    typo = dict(entry, clientid="abc")
+    with pytest.raises(ConfigError, match=r"sources\[0\]\.clientid: unknown key"):
+        parse_sources([Table(typo, "sources[0]", "config.toml")], None)
+    literal = dict(entry, token="AAAA-a-real-token")
+    with pytest.raises(ConfigError) as err:
+        parse_sources([Table(literal, "sources[0]", "config.toml")], None)
+    assert "AAAA-a-real-token" not in str(err.value)
+
+
+async def test_dm_ids_beyond_the_remembered_set_are_not_read_twice(world: World) -> None:
+    old = world.fake.dm(world.alice, world.me, "old one", at=time.time() - 3 * 3600)
+    recent = world.fake.dm(world.alice, world.me, "recent one", at=time.time() - 10)
+    src = world.source()
+    first = await src.fetch(None)
+    assert {m.remote_id for m in first.items} == {f"dm:{old.id}", f"dm:{recent.id}"}
+    state = json.loads(first.cursor)
+    state["dms"] = []  # as if the bounded id list had long since dropped them
+    new = world.fake.dm(world.alice, world.me, "new one")
+    second = await src.fetch(json.dumps(state))
+    await src.close()
+    ids = {m.remote_id for m in second.items}
+    assert f"dm:{new.id}" in ids
+    assert f"dm:{old.id}" not in ids  # hours older than the newest seen: read before

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from replydeck.inbox import textlen
 from replydeck.sources.base import Limits
@@ -160,3 +162,12 @@ def test_limit_for_public_and_private() -> None:
     assert textlen.limit_for(plain, private=True) == (500, "chars")
     assert not textlen.check_reply("日" * 141, x, private=False).ok
     assert textlen.check_reply("日" * 141, x, private=True).ok
+
+
+@given(st.text())
+def test_every_rule_counts_any_text(text: str) -> None:
+    chars = textlen.count(text, "chars")
+    assert 0 <= textlen.count(text, "graphemes") <= chars
+    assert textlen.count(text, "utf8_bytes") >= len(text)
+    assert textlen.count(text, "x_weighted") >= 0
+    assert textlen.check(text, chars, "chars").ok

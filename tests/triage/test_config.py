@@ -183,7 +183,7 @@ def test_empty_config_gives_the_defaults() -> None:
     ({"sla": {"triage": {"vip": {"x": "@ceo"}}}},
      "sla.triage.vip.x: expected an array of strings, found string '@ceo'"),
     ({"notifications": {"desktop": "yes"}},
-     "notifications.desktop: expected true or false, found string 'yes'"),
+     'notifications.desktop: expected true, false, "osc9" or "osc777", found string \'yes\''),
     ({"notifications": {"on_event": 5}},
      "notifications.on_event: expected a command string or a non-empty array of strings, "
      "found integer 5"),
@@ -224,3 +224,8 @@ def test_documented_toml_shape_parses() -> None:
     assert cfg.calendar.timezone_name == "Europe/Berlin"
     assert cfg.triage.is_vip("mastodon", "@CEO@example.social")
     assert cfg.notifications.events == {"new_urgent", "sla_warning", "breach", "reply_failed"}
+
+
+def test_desktop_can_name_its_sequence() -> None:
+    n = from_mapping({"notifications": {"desktop": "osc777"}}).notifications
+    assert (n.desktop, n.desktop_style) == (True, "osc777")

@@ -221,18 +221,3 @@ def test_became_urgent_only_on_the_way_up() -> None:
     assert notify_mod.became_urgent(Urgency.HIGH, Urgency.URGENT)
     assert not notify_mod.became_urgent(Urgency.URGENT, Urgency.CRISIS)
     assert not notify_mod.became_urgent(Urgency.NORMAL, Urgency.HIGH)
-
-
-def test_sla_events_fire_once_per_crossing() -> None:
-    from replydeck.inbox.model import Status
-
-    conv = _conv()
-    m = timedelta(minutes=1)
-    assert notify_mod.sla_events(conv, T, T + 40 * m) == []
-    assert notify_mod.sla_events(conv, T + 40 * m, T + 50 * m) == ["sla_warning"]
-    assert notify_mod.sla_events(conv, T + 50 * m, T + 55 * m) == []
-    assert notify_mod.sla_events(conv, T + 55 * m, T + 61 * m) == ["breach"]
-    assert notify_mod.sla_events(conv, T + 61 * m, T + 90 * m) == []
-    assert notify_mod.sla_events(conv, T, T + 90 * m) == ["breach"]  # both crossed: breach
-    done = _conv(status=Status.DONE)
-    assert notify_mod.sla_events(done, T, T + 90 * m) == []

@@ -30,7 +30,11 @@ def help_table(keys: KeysConfig) -> Table:
 
 
 class HelpScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape,q,question_mark,f1", "close", "close")]
+    BINDINGS = [
+        Binding("escape,q,question_mark,f1", "close", "close"),
+        Binding("j", "scroll(1)", show=False),
+        Binding("k", "scroll(-1)", show=False),
+    ]
 
     def __init__(self, keys: KeysConfig) -> None:
         super().__init__()
@@ -41,6 +45,9 @@ class HelpScreen(ModalScreen[None]):
             yield Static(Text("replydeck keys  (esc closes; ctrl+p finds any action by name)",
                               "bold"))
             yield Static(help_table(self.keys), id="help-table")
+
+    def action_scroll(self, lines: int) -> None:
+        self.query_one("#help-box", VerticalScroll).scroll_relative(y=lines, animate=False)
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -65,8 +65,8 @@ class OutboxScreen(ModalScreen[int | None]):
         if not self.replies:
             listing.add_option(Option(Text("Nothing waiting: every reply was delivered.",
                                            "dim"), disabled=True))
-        elif keep is not None:
-            listing.highlighted = min(keep, len(self.replies) - 1)
+        else:
+            listing.highlighted = min(keep or 0, len(self.replies) - 1)
 
     def _current(self) -> Reply | None:
         index = self.query_one("#outbox-list", OptionList).highlighted

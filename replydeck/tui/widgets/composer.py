@@ -18,12 +18,15 @@ from pathlib import Path
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.document._document import EditResult
+from textual.document._edit import Edit
 from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import Static, TextArea
 
 from replydeck.inbox import textlen
 from replydeck.inbox.model import Conversation
+from replydeck.inbox.sanitize import is_inert, sanitize_text
 from replydeck.sources.base import Limits
 from replydeck.tui import fmt
 from replydeck.tui.keymap import composer_bindings
@@ -36,6 +39,19 @@ def reply_modes(conv: Conversation, limits: Limits) -> tuple[bool, bool]:
     if conv.kind.is_private:
         return False, True
     return limits.supports_public, limits.supports_private
+
+
+class SafeTextArea(TextArea):
+    """A TextArea that never holds terminal controls, however text gets in (typed, pasted,
+    inserted): a pasted hostile message must not reach the terminal through the editor."""
+
+    def edit(self, edit: Edit) -> EditResult:
+        if edit.text and not is_inert(edit.text):
+            edit.text = sanitize_text(edit.text)
+        return super().edit(edit)
+
+    def load_text(self, text: str) -> None:
+        super().load_text(sanitize_text(text))
 
 
 class Composer(Vertical):
@@ -70,7 +86,7 @@ class Composer(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static(Text(), id="compose-title")
-        yield TextArea(id="compose-text", soft_wrap=True, tab_behavior="focus")
+        yield SafeTextArea(id="compose-text", soft_wrap=True, tab_behavior="focus")
         yield Static(Text(), id="compose-review")
 
     @property

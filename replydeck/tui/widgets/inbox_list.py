@@ -69,7 +69,10 @@ def header_text(width: int) -> str:
     return fmt.fit(" ".join(parts), width)
 
 
-class InboxList(ScrollView, can_focus=True):
+class InboxList(ScrollView, can_focus=True, inherit_bindings=False):
+    """Keys are the screen's (rebindable); the scroll view's own arrow bindings would
+    scroll without moving the cursor, so none are inherited."""
+
     COMPONENT_CLASSES = {
         "inbox--cursor", "inbox--selected", "inbox--crisis", "inbox--urgent", "inbox--high",
         "inbox--normal", "inbox--low", "inbox--ok", "inbox--warning", "inbox--breached",
