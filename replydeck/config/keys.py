@@ -26,6 +26,7 @@ here, at load time; the TUI turns the result into bindings.
 
 from __future__ import annotations
 
+import contextlib
 import unicodedata
 from dataclasses import dataclass, field
 
@@ -185,10 +186,8 @@ def _canonical(key: str) -> str:
     """One spelling per key, so "?" and "question_mark" are found to clash."""
     *mods, base = key.split("+") if len(key) > 1 else [key]
     if len(base) == 1 and not base.isalnum():
-        try:
+        with contextlib.suppress(ValueError):
             base = unicodedata.name(base).lower().replace(" ", "_")
-        except ValueError:
-            pass
     if base == " ":
         base = "space"
     return "+".join([*sorted(mods), base])

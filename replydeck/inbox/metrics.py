@@ -41,7 +41,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from bisect import bisect_right
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from itertools import pairwise
@@ -276,56 +278,84 @@ def compute(store: Any, period: Period, *, sla: SlaConfig | None = None, by: str
     cfg = sla or SlaConfig()
     now = now or utcnow()
     prev = period.previous()
-    with _Run(store, cfg, now, zone) as run:
-        run.scope_period(prev.start, period.end)
-        run.build(lo=to_ms(period.start), plo=to_ms(prev.start), hi=to_ms(period.end))
-        totals = run.figures(None)
-        groups: list[Group] = []
-        if by is not None:
-            grouped = run.figures(by)
-            for key in run.order_keys(by, grouped):
-                cur, old = grouped.get(key, (Figures(), Figures()))
-                groups.append(Group(key, cur, old))
-    cur_total, prev_total = totals.get("", (Figures(), Figures()))
-    return Report(period, prev, now, run.zone_name, by, cur_total, prev_total, groups)
+    engine = _Engine(store, cfg, now, zone)
+    engine.refresh()
+    with engine.reading():
+        acc = engine.aggregate(by, lo=to_ms(period.start), plo=to_ms(prev.start),
+                               hi=to_ms(period.end))
+    total = acc.pop("", None) or (Figures(), Figures())
+    groups = [Group(k, *acc[k]) for k in engine.order_keys(by, acc)] if by else []
+    return Report(period, prev, now, engine.zone_name, by, total[0], total[1], groups)
 
 
 def conversation_rows(store: Any, period: Period, *, sla: SlaConfig | None = None,
                       now: datetime | None = None) -> list[CycleRow]:
     """One row per cycle starting in ``period`` (a reopened conversation has several)."""
-    cfg = sla or SlaConfig()
-    now = now or utcnow()
-    with _Run(store, cfg, now, None) as run:
-        run.scope_period(period.start, period.end)
-        lo = to_ms(period.start)
-        run.build(lo=lo, plo=lo, hi=to_ms(period.end))
-        return run.cycle_rows(current_only=True)
+    engine = _Engine(store, sla or SlaConfig(), now or utcnow(), None)
+    engine.refresh()
+    with engine.reading():
+        return engine.cycle_rows("start >= ? AND start < ?",
+                                 (to_ms(period.start), to_ms(period.end)))
 
 
 def explain(store: Any, conversation_id: int, *, sla: SlaConfig | None = None,
             now: datetime | None = None) -> Explanation:
     """The events of one conversation and the cycles and items computed from them."""
-    cfg = sla or SlaConfig()
-    now = now or utcnow()
-    with _Run(store, cfg, now, None) as run:
-        conv = run.conn.execute("SELECT platform, kind, urgency, tags FROM conversations "
-                                "WHERE id=?", (conversation_id,)).fetchone()
+    engine = _Engine(store, sla or SlaConfig(), now or utcnow(), None)
+    engine.refresh()
+    with engine.reading():
+        conn = engine.conn
+        conv = conn.execute("SELECT platform, kind, urgency, tags FROM conversations "
+                            "WHERE id=?", (conversation_id,)).fetchone()
         if conv is None:
             raise MetricsError(f"no conversation with id {conversation_id}")
         events = [
-            (from_ms(r[0]) or now, r[1], r[2], json.loads(r[3] or "{}"))
-            for r in run.conn.execute("SELECT at, type, actor, data FROM events WHERE "
-                                      "conversation_id=? ORDER BY at, id", (conversation_id,))
+            (from_ms(r[0]) or engine.now, r[1], r[2], json.loads(r[3] or "{}"))
+            for r in conn.execute("SELECT at, type, actor, data FROM events WHERE "
+                                  "conversation_id=? ORDER BY at, id", (conversation_id,))
         ]
-        run.scope_ids([conversation_id])
-        run.build(lo=0, plo=0, hi=1 << 62)
         return Explanation(
             conversation_id=conversation_id, platform=conv[0], kind=conv[1],
-            urgency=str(Urgency.from_rank(conv[2])), tags=conv[3].split(), zone=run.zone_name,
-            events=events, cycles=run.cycle_rows(current_only=False), items=run.item_rows())
+            urgency=str(Urgency.from_rank(conv[2])), tags=conv[3].split(),
+            zone=engine.zone_name, events=events,
+            cycles=engine.cycle_rows("c = ?", (conversation_id,)),
+            items=engine.item_rows(conversation_id))
 
 
-# -- the work ------------------------------------------------------------------------------
+# -- the cache ---------------------------------------------------------------------------
+#: Bump when the meaning of a cached column changes: the cache is then rebuilt.
+CACHE_VERSION = 1
+_CACHE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS metrics_state(key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS metrics_seg(
+    c INTEGER NOT NULL, seg INTEGER NOT NULL, cyc INTEGER NOT NULL, nth INTEGER,
+    start INTEGER, n_in INTEGER NOT NULL, reply_at INTEGER, agent TEXT,
+    resolved_at INTEGER, resolved_by TEXT, breach_rec INTEGER NOT NULL,
+    platform TEXT, kind TEXT, urgency INTEGER, tags TEXT, spam INTEGER,
+    cal INTEGER, biz INTEGER, due INTEGER, tgt_why TEXT, late INTEGER,
+    cyc_resolved_at INTEGER, cyc_resolved_by TEXT, res_cal INTEGER, res_biz INTEGER,
+    PRIMARY KEY(c, seg)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS metrics_seg_start ON metrics_seg(start) WHERE start IS NOT NULL;
+CREATE INDEX IF NOT EXISTS metrics_seg_reply ON metrics_seg(reply_at) WHERE reply_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS metrics_send(
+    c INTEGER NOT NULL, at INTEGER NOT NULL, type TEXT NOT NULL, agent TEXT,
+    platform TEXT, kind TEXT, urgency INTEGER, tags TEXT
+);
+CREATE INDEX IF NOT EXISTS metrics_send_c ON metrics_send(c);
+CREATE INDEX IF NOT EXISTS metrics_send_at ON metrics_send(at);
+"""
+
+
+def _fingerprint(cfg: SlaConfig) -> str:
+    """Everything cached values depend on: a change rebuilds the cache."""
+    policies = [[p.name, p.first_response.total_seconds(), p.next_response.total_seconds(),
+                 p.business_hours, sorted(p.platforms), sorted(p.kinds),
+                 sorted(u.value for u in p.urgencies), sorted(p.tags)] for p in cfg.policies]
+    return json.dumps([CACHE_VERSION, repr(cfg.calendar), cfg.max_target.total_seconds(),
+                       policies])
+
+
 def _offsets(tz: Any, lo: datetime, hi: datetime) -> list[tuple[int, int]]:
     """``[(from_ms, utc_offset_ms), ...]`` covering ``[lo, hi]``: one entry per DST change."""
     def off(t: datetime) -> int:
@@ -350,12 +380,63 @@ def _offsets(tz: Any, lo: datetime, hi: datetime) -> list[tuple[int, int]]:
     return out
 
 
-class _Run:
-    """One report: a read transaction, temporary tables, then rolled back."""
+class _Acc:
+    """Running figures for one (period, group)."""
 
+    __slots__ = ("auto_sent", "by_rule", "failed", "frt", "frt_b", "needed", "new", "nrt",
+                 "nrt_b", "received", "reopened", "replied", "res", "res_b", "resolved",
+                 "retried", "sent", "sla1", "sla2", "spam", "unconfirmed")
+
+    def __init__(self) -> None:
+        self.received = self.new = self.reopened = self.needed = self.replied = 0
+        self.spam = self.by_rule = self.resolved = 0
+        self.sent = self.auto_sent = self.failed = self.retried = self.unconfirmed = 0
+        self.frt: list[int] = []
+        self.frt_b: list[int] = []
+        self.nrt: list[int] = []
+        self.nrt_b: list[int] = []
+        self.res: list[int] = []
+        self.res_b: list[int] = []
+        self.sla1 = [0, 0, 0]
+        self.sla2 = [0, 0, 0]
+
+    def figures(self) -> Figures:
+        return Figures(
+            received=self.received, new_conversations=self.new, reopened=self.reopened,
+            needed_reply=self.needed, replied=self.replied, spam=self.spam,
+            closed_by_rule=self.by_rule, resolved=self.resolved,
+            first_response=_dist(self.frt), first_response_business=_dist(self.frt_b),
+            next_response=_dist(self.nrt), next_response_business=_dist(self.nrt_b),
+            resolution=_dist(self.res), resolution_business=_dist(self.res_b),
+            sla_first=Attainment(*self.sla1), sla_next=Attainment(*self.sla2),
+            sent=self.sent, auto_sent=self.auto_sent, failed=self.failed,
+            retried=self.retried, unconfirmed=self.unconfirmed)
+
+
+def _dist(values: list[int]) -> Distribution:
+    """Milliseconds in, seconds out."""
+    n = len(values)
+    if not n:
+        return Distribution()
+    values.sort()
+    buckets = [0, 0, 0, 0, 0]
+    limits = [x * 1000 for x in BUCKET_LIMITS]
+    prev = 0
+    for i, lim in enumerate(limits):
+        idx = bisect_right(values, lim)
+        buckets[i] = idx - prev
+        prev = idx
+    buckets[4] = n - prev
+    median = (values[(n + 1) // 2 - 1] + values[(n + 2) // 2 - 1]) / 2000
+    p90 = values[(9 * n + 9) // 10 - 1] / 1000
+    return Distribution(n, sum(values) / n / 1000, median, p90, tuple(buckets))
+
+
+class _Engine:
     def __init__(self, store: Any, cfg: SlaConfig, now: datetime, zone: str | None) -> None:
         self.store = store
         self.conn: sqlite3.Connection = store.conn
+        self.lock = getattr(store, "_lock", None)
         self.cfg = cfg
         self.now = now
         self.now_ms = to_ms(now)
@@ -365,56 +446,128 @@ class _Run:
             self.tz = UTC if self.zone_name == "UTC" else ZoneInfo(self.zone_name)
         except (KeyError, ValueError) as exc:
             raise MetricsError(f"unknown time zone {self.zone_name!r}") from exc
-        self.lo = self.plo = self.hi = 0
-        self._local_expr = "0"
-        self._tags_built = False
 
-    def __enter__(self) -> _Run:
-        lock = getattr(self.store, "_lock", None)
-        self._lock = lock
-        if lock is not None:
-            lock.acquire()
-        try:
-            # A deferred transaction: one snapshot for every query, no write lock on the
-            # database (temporary tables live in their own file), undone at the end.
+    # transactions -------------------------------------------------------------------
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        if self.lock is None:
+            yield
+            return
+        with self.lock:
+            yield
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """One snapshot for every query of a report (a deferred read transaction)."""
+        with self._locked():
             self.conn.execute("BEGIN")
-        except BaseException:
-            if lock is not None:
-                lock.release()
-            raise
-        return self
+            try:
+                yield
+            finally:
+                self.conn.execute("ROLLBACK")
 
-    def __exit__(self, *exc: object) -> None:
-        try:
-            self.conn.execute("ROLLBACK")
-        finally:
-            if self._lock is not None:
-                self._lock.release()
+    def refresh(self) -> None:
+        """Bring the cache up to the newest event: only conversations with new events are
+        recomputed; a changed ``[sla]``/``[business_hours]`` config rebuilds it all."""
+        with self._locked():
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise MetricsError(f"cannot update the report cache: {exc}") from exc
+            try:
+                for statement in _CACHE_SCHEMA.split(";"):
+                    if statement.strip():
+                        self.conn.execute(statement)
+                state = dict(self.conn.execute("SELECT key, value FROM metrics_state"))
+                fp = _fingerprint(self.cfg)
+                done = int(state.get("event_id", 0))
+                if state.get("fingerprint") != fp:
+                    self.conn.execute("DELETE FROM metrics_seg")
+                    self.conn.execute("DELETE FROM metrics_send")
+                    done = 0
+                top = self.conn.execute("SELECT MAX(id) FROM events").fetchone()[0] or 0
+                if top > done:
+                    self._fresh("rt_scope", "id INTEGER PRIMARY KEY")
+                    self.conn.execute(
+                        "INSERT INTO rt_scope SELECT DISTINCT conversation_id FROM events "
+                        "WHERE id > ? AND conversation_id IS NOT NULL", (done,))
+                    self._derive()
+                self.conn.executemany(
+                    "INSERT INTO metrics_state(key, value) VALUES(?, ?) ON CONFLICT(key) "
+                    "DO UPDATE SET value=excluded.value",
+                    [("fingerprint", fp), ("event_id", str(max(top, done)))])
+                for name in ("rt_scope", "rt_seg", "rt_bh", "rt_bhe", "rt_tgt"):
+                    self.conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
 
-    # scope ----------------------------------------------------------------------------
     def _fresh(self, name: str, columns: str) -> None:
         self.conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
         self.conn.execute(f"CREATE TEMP TABLE {name}({columns})")
 
-    def scope_period(self, start: datetime, end: datetime) -> None:
-        self._fresh("rt_scope", "id INTEGER PRIMARY KEY")
-        self.conn.execute(
-            "INSERT OR IGNORE INTO rt_scope SELECT DISTINCT conversation_id FROM events "
-            "WHERE at >= ? AND at < ? AND conversation_id IS NOT NULL AND (type='received' "
-            "OR (type='reopened' AND actor='customer'))", (to_ms(start), to_ms(end)))
-
-    def scope_ids(self, ids: Iterable[int]) -> None:
-        self._fresh("rt_scope", "id INTEGER PRIMARY KEY")
-        self.conn.executemany("INSERT OR IGNORE INTO rt_scope VALUES(?)", [(i,) for i in ids])
-
-    # tables -----------------------------------------------------------------------------
-    def build(self, *, lo: int, plo: int, hi: int) -> None:
-        self.lo, self.plo, self.hi = lo, plo, hi
+    # deriving the cache rows ------------------------------------------------------------
+    def _derive(self) -> None:
+        c = self.conn
+        c.execute("DELETE FROM metrics_seg WHERE c IN (SELECT id FROM rt_scope)")
+        c.execute("DELETE FROM metrics_send WHERE c IN (SELECT id FROM rt_scope)")
         self._segments()
         self._calendar_tables()
         self._targets()
-        self._items()
-        self._cycles()
+        c.execute(f"""
+            INSERT INTO metrics_seg
+            WITH i AS (
+                SELECT g.*, CASE WHEN g.start IS NOT NULL THEN ROW_NUMBER() OVER
+                    (PARTITION BY g.c, g.cyc, g.start IS NULL ORDER BY g.seg) END AS nth
+                FROM rt_seg g
+            ), r AS (
+                SELECT c, cyc, MAX(resolved_at) AS cyc_resolved_at,
+                    MAX(CASE WHEN resolved_at IS NOT NULL THEN resolved_by END) AS cyc_resolved_by
+                FROM rt_seg GROUP BY c, cyc
+            ), j AS MATERIALIZED (
+                SELECT i.*, cv.platform, cv.kind, cv.urgency, cv.tags,
+                    (cv.tags LIKE '% spam %') AS spam,
+                    CASE WHEN i.nth = 1 THEN t.first_ms ELSE t.next_ms END AS tgt_ms,
+                    CASE WHEN i.nth = 1 THEN t.first_bh ELSE t.next_bh END AS tgt_bh,
+                    CASE WHEN i.nth = 1 THEN t.first_why ELSE t.next_why END AS tgt_why,
+                    CASE WHEN i.start IS NOT NULL THEN {self._b('i.start')} END AS b0,
+                    CASE WHEN i.start IS NOT NULL AND i.reply_at IS NOT NULL
+                         THEN {self._b('i.reply_at')} END AS b1,
+                    r.cyc_resolved_at, r.cyc_resolved_by
+                FROM i JOIN conversations cv ON cv.id = i.c
+                JOIN r ON r.c = i.c AND r.cyc = i.cyc
+                LEFT JOIN rt_tgt t ON t.platform = cv.platform AND t.kind = cv.kind
+                    AND t.urgency = cv.urgency AND t.tags = cv.tags
+            ), k AS MATERIALIZED (
+                SELECT j.*, j.reply_at - j.start AS cal, j.b1 - j.b0 AS biz,
+                    CASE WHEN j.start IS NULL OR j.tgt_ms IS NULL THEN NULL
+                         WHEN j.tgt_bh THEN {self._binv('j.b0 + j.tgt_ms')}
+                         ELSE j.start + j.tgt_ms END AS due,
+                    CASE WHEN j.nth = 1 AND j.cyc_resolved_at IS NOT NULL
+                         THEN {self._b('j.cyc_resolved_at')} END AS b2
+                FROM j
+            )
+            SELECT c, seg, cyc, nth, start, n_in, reply_at, agent, resolved_at, resolved_by,
+                breach_rec, platform, kind, urgency, tags, spam, cal, biz, due, tgt_why,
+                CASE WHEN due IS NOT NULL AND COALESCE(reply_at, resolved_at) IS NOT NULL
+                     THEN COALESCE(reply_at, resolved_at) >= due END,
+                cyc_resolved_at, cyc_resolved_by,
+                CASE WHEN nth = 1 THEN cyc_resolved_at - start END,
+                CASE WHEN nth = 1 THEN b2 - b0 END
+            FROM k
+        """)
+        c.execute("""
+            INSERT INTO metrics_send
+            SELECT e.conversation_id, e.at, e.type,
+                CASE WHEN e.type = 'auto_replied' THEN e.actor ELSE
+                    (SELECT r.agent FROM replies r
+                     WHERE r.id = json_extract(e.data, '$.reply_id')) END,
+                cv.platform, cv.kind, cv.urgency, cv.tags
+            FROM rt_scope s JOIN events e ON e.conversation_id = s.id
+            JOIN conversations cv ON cv.id = s.id
+            WHERE e.type IN ('auto_replied','reply_failed','reply_retried','reply_unconfirmed')
+        """)
 
     def _segments(self) -> None:
         """Split each conversation's events at every human reply and resolution.
@@ -430,7 +583,7 @@ class _Run:
             WITH ev AS (
                 SELECT e.conversation_id AS c, e.at, e.id, e.type, e.actor
                 FROM rt_scope s JOIN events e ON e.conversation_id = s.id
-                WHERE e.type IN {_SCOPE_TYPES} AND e.at <= {self.now_ms}
+                WHERE e.type IN {_SCOPE_TYPES}
             ), w AS (
                 SELECT c, at, type, actor,
                     COALESCE(SUM(type IN ('replied','resolved')) OVER p, 0) AS seg,
@@ -452,13 +605,13 @@ class _Run:
         """)
 
     def _calendar_tables(self) -> None:
-        """Cumulative business time over the span the items need, and the zone's offsets."""
+        """Cumulative business time over the span the new rows need."""
         row = self.conn.execute(
-            "SELECT MIN(start), MAX(MAX(COALESCE(reply_at, 0), COALESCE(resolved_at, 0), start)) "
-            "FROM rt_seg WHERE start >= ? AND start < ?", (self.plo, self.hi)).fetchone()
-        lo_ms = row[0] if row[0] is not None else self.plo
+            "SELECT MIN(start), MAX(MAX(COALESCE(reply_at, 0), COALESCE(resolved_at, 0), "
+            "COALESCE(start, 0))) FROM rt_seg").fetchone()
+        lo_ms = row[0] if row[0] is not None else self.now_ms
         hi_ms = max(row[1] or 0, self.now_ms, lo_ms)
-        lo_dt = (from_ms(max(lo_ms, 0)) or self.now) - timedelta(days=1)
+        lo_dt = (from_ms(lo_ms) or self.now) - timedelta(days=1)
         hi_dt = (from_ms(hi_ms) or self.now) + _DUE_HORIZON
         self._fresh("rt_bh", "s INTEGER PRIMARY KEY, e INTEGER, cum INTEGER")
         self._fresh("rt_bhe", "ce INTEGER PRIMARY KEY, s INTEGER, cum INTEGER")
@@ -475,15 +628,6 @@ class _Run:
         self.conn.executemany("INSERT INTO rt_bh VALUES(?,?,?)", rows)
         self.conn.executemany("INSERT INTO rt_bhe VALUES(?,?,?)",
                               [(cu + e - s, s, cu) for s, e, cu in rows])
-        offsets = _offsets(self.tz, lo_dt, hi_dt)
-        parts = " ".join(f"WHEN {{t}} < {nxt} THEN {off}"
-                         for (_, off), (nxt, _) in pairwise(offsets))
-        last = offsets[-1][1]
-        self._local_expr = f"({{t}} + CASE {parts} ELSE {last} END)" if parts \
-            else f"({{t}} + {last})"
-
-    def _local(self, t: str) -> str:
-        return self._local_expr.replace("{t}", t)
 
     def _targets(self) -> None:
         """The first- and next-response target of every (platform, kind, urgency, tags)."""
@@ -520,280 +664,196 @@ class _Run:
         """SQL for the instant at which ``x`` business milliseconds have passed."""
         return f"(SELECT s + ({x}) - cum FROM rt_bhe WHERE ce >= {x} ORDER BY ce LIMIT 1)"
 
-    def _items(self) -> None:
-        c = self.conn
-        c.execute("DROP TABLE IF EXISTS temp.rt_item")
-        c.execute(f"""
-            CREATE TEMP TABLE rt_item AS
-            WITH i AS (
-                SELECT g.*, ROW_NUMBER() OVER (PARTITION BY g.c, g.cyc ORDER BY g.seg) AS nth
-                FROM rt_seg g WHERE g.start IS NOT NULL
-            ), j AS MATERIALIZED (
-                SELECT i.*, cv.platform, cv.kind, cv.urgency, cv.tags,
-                    (cv.tags LIKE '% spam %') AS spam,
-                    CASE WHEN i.start >= :lo AND i.start < :hi THEN 1
-                         WHEN i.start >= :plo AND i.start < :lo THEN 0 END AS p,
-                    COALESCE(i.reply_at, i.resolved_at) AS end_at,
-                    CASE WHEN i.nth = 1 THEN t.first_ms ELSE t.next_ms END AS tgt_ms,
-                    CASE WHEN i.nth = 1 THEN t.first_bh ELSE t.next_bh END AS tgt_bh,
-                    CASE WHEN i.nth = 1 THEN t.first_why ELSE t.next_why END AS tgt_why,
-                    {self._b('i.start')} AS b0,
-                    CASE WHEN i.reply_at IS NOT NULL THEN {self._b('i.reply_at')} END AS b1
-                FROM i JOIN conversations cv ON cv.id = i.c
-                LEFT JOIN rt_tgt t ON t.platform = cv.platform AND t.kind = cv.kind
-                    AND t.urgency = cv.urgency AND t.tags = cv.tags
-                WHERE i.start >= :plo AND i.start < :hi
-            ), k AS MATERIALIZED (
-                SELECT j.*, j.reply_at - j.start AS cal, j.b1 - j.b0 AS biz,
-                    CASE WHEN tgt_ms IS NULL THEN NULL
-                         WHEN tgt_bh THEN {self._binv('j.b0 + j.tgt_ms')}
-                         ELSE j.start + j.tgt_ms END AS due
-                FROM j
-            )
-            SELECT k.*,
-                CASE WHEN spam THEN 'spam'
-                     WHEN reply_at IS NULL AND resolved_by = 'rule' THEN 'closed by rule'
-                END AS excluded,
-                (breach_rec OR (due IS NOT NULL AND COALESCE(end_at, :now) >= due)) AS breached
-            FROM k
-        """, {"lo": self.lo, "plo": self.plo, "hi": self.hi, "now": self.now_ms})
-
-    def _cycles(self) -> None:
-        c = self.conn
-        c.execute("DROP TABLE IF EXISTS temp.rt_cyc")
-        c.execute(f"""
-            CREATE TEMP TABLE rt_cyc AS
-            WITH r AS (
-                SELECT c, cyc, MAX(resolved_at) AS resolved_at,
-                    MAX(CASE WHEN resolved_at IS NOT NULL THEN resolved_by END) AS resolved_by
-                FROM rt_seg GROUP BY c, cyc
-            ), f AS MATERIALIZED (
-                SELECT i.c, i.cyc, i.p, i.start, i.reply_at AS first_reply, i.agent, i.cal,
-                    i.biz, i.due, i.breached, i.spam, i.platform, i.kind, i.urgency, i.tags,
-                    r.resolved_at, r.resolved_by, i.b0,
-                    CASE WHEN r.resolved_at IS NOT NULL THEN {self._b('r.resolved_at')} END AS b2
-                FROM rt_item i JOIN r ON r.c = i.c AND r.cyc = i.cyc
-                WHERE i.nth = 1
-            )
-            SELECT f.*, resolved_at - start AS res_cal, b2 - b0 AS res_biz,
-                CASE WHEN spam THEN 'spam'
-                     WHEN first_reply IS NULL AND resolved_by = 'rule' THEN 'closed by rule'
-                END AS excluded
-            FROM f
-        """)
-
-    def _ensure_tags(self) -> None:
-        if self._tags_built:
-            return
-        self._fresh("rt_tags", "c INTEGER, tag TEXT")
-        rows: list[tuple[int, str]] = []
-        for cid, tags in self.conn.execute(
-                "SELECT c.id, c.tags FROM rt_scope s JOIN conversations c ON c.id = s.id"):
-            names = tags.split()
-            rows.extend((cid, t) for t in (names or [NONE_LABEL]))
-        self.conn.executemany("INSERT INTO rt_tags VALUES(?,?)", rows)
-        self.conn.execute("CREATE INDEX temp.rt_tags_c ON rt_tags(c)")
-        self._tags_built = True
-
-    # grouping ---------------------------------------------------------------------------
-    def _group(self, by: str | None, *, cid: str, time: str, agent: str | None,
-               conv: str) -> tuple[str, str]:
-        """(join clause, key expression) for rows whose conversation id is ``cid``."""
+    # reading ----------------------------------------------------------------------------
+    def _key_sql(self, by: str | None, time_col: str) -> str:
+        """SQL for a row's group key (tags come whole and are split in Python)."""
         if by is None:
-            return "", "''"
+            return "''"
         if by == "platform":
-            return "", f"{conv}.platform"
+            return "platform"
         if by == "kind":
             kinds = ",".join(f"'{k}'" for k in _PRIVATE_KINDS)
-            return "", f"CASE WHEN {conv}.kind IN ({kinds}) THEN 'private' ELSE 'public' END"
+            return f"CASE WHEN kind IN ({kinds}) THEN 'private' ELSE 'public' END"
         if by == "urgency":
-            return "", f"CAST({conv}.urgency AS TEXT)"
+            return "CAST(urgency AS TEXT)"
         if by == "tag":
-            self._ensure_tags()
-            return f" JOIN rt_tags tg ON tg.c = {cid}", "tg.tag"
+            return "tags"
         if by == "agent":
-            if agent is None:
-                return "", f"'{NO_REPLY_LABEL}'"
-            return "", f"COALESCE(NULLIF({agent}, ''), '{NO_REPLY_LABEL}')"
-        local = self._local(time)
+            return f"COALESCE(NULLIF(agent, ''), '{NO_REPLY_LABEL}')"
+        local = self._local(time_col)
         if by == "day":
-            return "", f"date({local} / 1000, 'unixepoch')"
+            return f"date({local} / 1000, 'unixepoch')"
         if by == "weekday":
-            return "", f"strftime('%w', {local} / 1000, 'unixepoch')"
-        return "", f"strftime('%w %H', {local} / 1000, 'unixepoch')"
+            return f"strftime('%w', {local} / 1000, 'unixepoch')"
+        return f"strftime('%w %H', {local} / 1000, 'unixepoch')"
 
-    def figures(self, by: str | None) -> dict[str, tuple[Figures, Figures]]:
+    def _local(self, t: str) -> str:
+        lo = self.now - timedelta(days=3660)
+        offsets = _offsets(self.tz, lo, self.now + timedelta(days=400)) \
+            if self.tz is not UTC else [(0, 0)]
+        parts = " ".join(f"WHEN {t} < {nxt} THEN {off}"
+                         for (_, off), (nxt, _) in pairwise(offsets))
+        last = offsets[-1][1]
+        return f"({t} + CASE {parts} ELSE {last} END)" if parts else f"({t} + {last})"
+
+    def aggregate(self, by: str | None, *, lo: int, plo: int,
+                  hi: int) -> dict[str, tuple[Figures, Figures]]:
+        accs: dict[tuple[int, str], _Acc] = {}
+        split = by == "tag"
+
+        def targets(p: int, g: str) -> list[_Acc]:
+            out = []
+            keys = [""]
+            if by is not None:
+                keys += (g.split() or [NONE_LABEL]) if split else [g]
+            for k in keys:
+                acc = accs.get((p, k))
+                if acc is None:
+                    acc = accs[(p, k)] = _Acc()
+                out.append(acc)
+            return out
+
+        cache: dict[tuple[int, str], list[_Acc]] = {}
+        now_ms = self.now_ms
+        sql = ("SELECT start, nth, cyc, n_in, reply_at, resolved_by, spam, cal, biz, due, late, "
+               "breach_rec, cyc_resolved_at, res_cal, res_biz, "
+               f"{self._key_sql(by, 'start')} FROM metrics_seg WHERE start >= ? AND start < ?")
+        for (start, nth, cyc, n_in, reply_at, resolved_by, spam, cal, biz, due, late,
+             breach_rec, cyc_resolved_at, res_cal, res_biz, g) in self.conn.execute(
+                sql, (plo, hi)):
+            p = 1 if start >= lo else 0
+            ck = (p, g)
+            group = cache.get(ck)
+            if group is None:
+                group = cache[ck] = targets(p, g)
+            excluded = spam or (reply_at is None and resolved_by == "rule")
+            if due is None:
+                state = -1
+            elif late is not None:
+                state = 2 if late or breach_rec else 1
+            elif breach_rec or now_ms >= due:
+                state = 2
+            else:
+                state = 0
+            for acc in group:
+                acc.received += n_in
+                if nth == 1:
+                    if cyc == 0:
+                        acc.new += 1
+                    else:
+                        acc.reopened += 1
+                    if spam:
+                        acc.spam += 1
+                    elif excluded:
+                        acc.by_rule += 1
+                    else:
+                        acc.needed += 1
+                        if reply_at is not None:
+                            acc.replied += 1
+                        if cyc_resolved_at is not None:
+                            acc.resolved += 1
+                            acc.res.append(res_cal)
+                            acc.res_b.append(res_biz)
+                if excluded:
+                    continue
+                if reply_at is not None:
+                    if nth == 1:
+                        acc.frt.append(cal)
+                        acc.frt_b.append(biz)
+                    else:
+                        acc.nrt.append(cal)
+                        acc.nrt_b.append(biz)
+                if state >= 0:
+                    sla = acc.sla1 if nth == 1 else acc.sla2
+                    if state == 0:
+                        sla[2] += 1
+                    else:
+                        sla[0] += 1
+                        if state == 2:
+                            sla[1] += 1
+        self._sent(by, lo, plo, hi, targets)
         out: dict[str, tuple[Figures, Figures]] = {}
-
-        def fig(p: int, key: Any) -> Figures:
-            pair = out.setdefault(str(key), (Figures(), Figures()))
-            return pair[0] if p == 1 else pair[1]
-
-        self._received(by, fig)
-        self._cycle_counts(by, fig)
-        self._item_figures(by, fig)
-        self._sent(by, fig)
+        keys = {k for _p, k in accs}
+        for k in keys:
+            cur, old = accs.get((1, k)), accs.get((0, k))
+            out[k] = (cur.figures() if cur else Figures(), old.figures() if old else Figures())
         return out
 
-    def _received(self, by: str | None, fig: Any) -> None:
-        c = self.conn
-        if by == "agent":
-            # For the agent breakdown: the customer messages of the items each one answered.
-            join, key = self._group(by, cid="i.c", time="i.start", agent="i.agent", conv="i")
-            rows = c.execute(f"SELECT p, {key}, SUM(n_in) FROM rt_item i{join} "
-                             f"WHERE p IS NOT NULL GROUP BY 1, 2").fetchall()
-        else:
-            join, key = self._group(by, cid="e.conversation_id", time="e.at", agent=None, conv="cv")
-            rows = c.execute(
-                f"SELECT CASE WHEN e.at >= :lo THEN 1 ELSE 0 END, {key}, COUNT(*) "
-                f"FROM events e JOIN conversations cv ON cv.id = e.conversation_id{join} "
-                f"WHERE e.type = 'received' AND e.at >= :plo AND e.at < :hi GROUP BY 1, 2",
-                {"lo": self.lo, "plo": self.plo, "hi": min(self.hi, self.now_ms + 1)}).fetchall()
-        for p, k, n in rows:
-            fig(p, k).received = n
-
-    def _cycle_counts(self, by: str | None, fig: Any) -> None:
-        join, key = self._group(by, cid="y.c", time="y.start", agent="y.agent", conv="y")
-        rows = self.conn.execute(f"""
-            SELECT p, {key},
-                SUM(cyc = 0), SUM(cyc > 0),
-                SUM(excluded IS NULL), SUM(excluded IS NULL AND first_reply IS NOT NULL),
-                SUM(excluded = 'spam'), SUM(excluded = 'closed by rule'),
-                SUM(excluded IS NULL AND resolved_at IS NOT NULL)
-            FROM rt_cyc y{join} WHERE p IS NOT NULL GROUP BY 1, 2
-        """).fetchall()
-        for row in rows:
-            p, k = row[:2]
-            new, reopened, needed, replied, spam, by_rule, resolved = (int(x or 0)
-                                                                       for x in row[2:])
-            f = fig(p, k)
-            f.new_conversations, f.reopened = new, reopened
-            f.needed_reply, f.replied, f.spam, f.closed_by_rule = needed, replied, spam, by_rule
-            f.resolved = resolved
-        where = "p IS NOT NULL AND excluded IS NULL AND resolved_at IS NOT NULL"
-        for attr, col in (("resolution", "res_cal"), ("resolution_business", "res_biz")):
-            for (p, k), dist in self._distributions("rt_cyc", "y", col, where, join,
-                                                    key).items():
-                setattr(fig(p, k), attr, dist)
-
-    def _item_figures(self, by: str | None, fig: Any) -> None:
-        join, key = self._group(by, cid="i.c", time="i.start", agent="i.agent", conv="i")
-        base = "p IS NOT NULL AND excluded IS NULL"
-        for first, names in ((1, ("first_response", "first_response_business")),
-                             (0, ("next_response", "next_response_business"))):
-            nth = "nth = 1" if first else "nth > 1"
-            where = f"{base} AND {nth} AND reply_at IS NOT NULL"
-            for attr, col in zip(names, ("cal", "biz"), strict=True):
-                for (p, k), dist in self._distributions("rt_item", "i", col, where, join,
-                                                        key).items():
-                    setattr(fig(p, k), attr, dist)
-            for p, k, decided, breached, pending in self.conn.execute(f"""
-                    SELECT p, {key},
-                        SUM(due IS NOT NULL AND (end_at IS NOT NULL OR breached)),
-                        SUM(due IS NOT NULL AND breached),
-                        SUM(due IS NOT NULL AND end_at IS NULL AND NOT breached)
-                    FROM rt_item i{join} WHERE {base} AND {nth} GROUP BY 1, 2"""):
-                att = Attainment(decided or 0, breached or 0, pending or 0)
-                if first:
-                    fig(p, k).sla_first = att
-                else:
-                    fig(p, k).sla_next = att
-
-    def _distributions(self, table: str, alias: str, col: str, where: str, join: str,
-                       key: str) -> dict[tuple[int, Any], Distribution]:
-        limits = BUCKET_LIMITS
-        b = [f"SUM({col} <= {limits[0] * 1000})"]
-        b += [f"SUM({col} > {lo * 1000} AND {col} <= {hi * 1000})"
-              for lo, hi in pairwise(limits)]
-        b.append(f"SUM({col} > {limits[-1] * 1000})")
-        out: dict[tuple[int, Any], Distribution] = {}
-        for row in self.conn.execute(
-                f"SELECT p, {key}, COUNT({col}), AVG({col}), {', '.join(b)} "
-                f"FROM {table} {alias}{join} WHERE {where} AND {col} IS NOT NULL GROUP BY 1, 2"):
-            p, k, n, mean = row[:4]
-            out[(p, k)] = Distribution(n, mean / 1000 if mean is not None else None, None, None,
-                                       tuple(int(x or 0) for x in row[4:]))
-        ranks: dict[tuple[int, Any], dict[int, int]] = {}
-        for p, k, rn, v in self.conn.execute(f"""
-                SELECT p, k, rn, v FROM (
-                    SELECT {alias}.p AS p, {key} AS k, {col} AS v,
-                        ROW_NUMBER() OVER (PARTITION BY {alias}.p, {key} ORDER BY {col}) AS rn,
-                        COUNT(*) OVER (PARTITION BY {alias}.p, {key}) AS n
-                    FROM {table} {alias}{join} WHERE {where} AND {col} IS NOT NULL
-                ) WHERE rn = (n + 1) / 2 OR rn = (n + 2) / 2 OR rn = (9 * n + 9) / 10"""):
-            ranks.setdefault((p, k), {})[rn] = v
-        for pk, dist in out.items():
-            r = ranks.get(pk, {})
-            n = dist.count
-            lo_v, hi_v = r.get((n + 1) // 2), r.get((n + 2) // 2)
-            if lo_v is not None and hi_v is not None:
-                dist.median = (lo_v + hi_v) / 2000
-            p90 = r.get((9 * n + 9) // 10)
-            dist.p90 = p90 / 1000 if p90 is not None else None
-        return out
-
-    def _sent(self, by: str | None, fig: Any) -> None:
-        # Failures and retries are the writer's: their agent is the reply's own.
-        agent = ("CASE WHEN e.type IN ('replied','auto_replied') THEN e.actor ELSE "
-                 "(SELECT r.agent FROM replies r WHERE r.id = "
-                 "json_extract(e.data, '$.reply_id')) END")
-        join, key = self._group(by, cid="e.conversation_id", time="e.at", agent=agent, conv="cv")
-        rows = self.conn.execute(
-            f"SELECT CASE WHEN e.at >= :lo THEN 1 ELSE 0 END, {key}, e.type, COUNT(*) "
-            f"FROM events e JOIN conversations cv ON cv.id = e.conversation_id{join} "
-            "WHERE e.at >= :plo AND e.at < :hi AND e.type IN ('replied','auto_replied',"
-            "'reply_failed','reply_retried','reply_unconfirmed') GROUP BY 1, 2, 3",
-            {"lo": self.lo, "plo": self.plo, "hi": min(self.hi, self.now_ms + 1)}).fetchall()
-        names = {"replied": "sent", "auto_replied": "auto_sent", "reply_failed": "failed",
+    def _sent(self, by: str | None, lo: int, plo: int, hi: int, targets: Any) -> None:
+        key = self._key_sql(by, "reply_at")
+        for p, g, n in self.conn.execute(
+                f"SELECT reply_at >= ?, {key}, COUNT(*) FROM metrics_seg "
+                "WHERE reply_at >= ? AND reply_at < ? GROUP BY 1, 2", (lo, plo, hi)):
+            for acc in targets(p, g):
+                acc.sent += n
+        key = self._key_sql(by, "at").replace(f"'{NO_REPLY_LABEL}'", "'(unknown)'")
+        names = {"auto_replied": "auto_sent", "reply_failed": "failed",
                  "reply_retried": "retried", "reply_unconfirmed": "unconfirmed"}
-        for p, k, type_, n in rows:
-            setattr(fig(p, k), names[type_], n)
+        for p, g, type_, n in self.conn.execute(
+                f"SELECT at >= ?, {key}, type, COUNT(*) FROM metrics_send "
+                "WHERE at >= ? AND at < ? GROUP BY 1, 2, 3", (lo, plo, hi)):
+            for acc in targets(p, g):
+                setattr(acc, names[type_], getattr(acc, names[type_]) + n)
 
-    def order_keys(self, by: str, grouped: dict[str, tuple[Figures, Figures]]) -> list[str]:
-        """Groups of the current period, in a reading order for ``by``."""
-        keys = [k for k, (cur, _old) in grouped.items() if _has_data(cur)]
-        if by in ("day", "weekday", "hour"):
-            return sorted(keys, key=lambda k: ((int(k[0]) + 6) % 7, k[1:]) if by != "day"
-                          else (0, k))
+    def order_keys(self, by: str | None,
+                   grouped: dict[str, tuple[Figures, Figures]]) -> list[str]:
+        """Groups with data in the current period, in a reading order for ``by``."""
+        keys = [k for k, (cur, _old) in grouped.items() if k and _has_data(cur)]
+        if by == "day":
+            return sorted(keys)
+        if by in ("weekday", "hour"):
+            return sorted(keys, key=lambda k: ((int(k[0]) + 6) % 7, k[1:]))
         if by == "urgency":
             return sorted(keys, key=int)
         return sorted(keys, key=lambda k: (-grouped[k][0].needed_reply,
                                            -grouped[k][0].received, k))
 
     # rows for --conversations and --explain ---------------------------------------------
-    def cycle_rows(self, *, current_only: bool) -> list[CycleRow]:
-        where = "p = 1" if current_only else "p IS NOT NULL"
+    def cycle_rows(self, where: str, args: tuple[Any, ...]) -> list[CycleRow]:
         out = []
         for r in self.conn.execute(
-                "SELECT c, cyc, platform, kind, urgency, tags, start, first_reply, agent, cal, "
-                "biz, due, breached, resolved_at, resolved_by, res_cal, res_biz, excluded "
-                f"FROM rt_cyc WHERE {where} ORDER BY start, c, cyc"):
+                "SELECT c, cyc, platform, kind, urgency, tags, start, reply_at, agent, cal, "
+                "biz, due, late, breach_rec, cyc_resolved_at, cyc_resolved_by, res_cal, "
+                f"res_biz, spam, resolved_by FROM metrics_seg WHERE nth = 1 AND {where} "
+                "ORDER BY start, c, cyc", args):
+            excluded = "spam" if r[18] else (
+                "closed by rule" if r[7] is None and r[19] == "rule" else None)
             out.append(CycleRow(
                 conversation_id=r[0], cycle=r[1], platform=r[2], kind=r[3],
                 urgency=str(Urgency.from_rank(r[4])), tags=r[5].split(),
                 start=from_ms(r[6]) or self.now, first_reply_at=from_ms(r[7]),
                 agent=r[8] if r[7] is not None else None,
                 first_response_seconds=_sec(r[9]), first_response_business_seconds=_sec(r[10]),
-                due_at=from_ms(r[11]), breached=bool(r[12]) if r[11] is not None else None,
-                resolved_at=from_ms(r[13]), resolved_by=r[14] if r[13] is not None else None,
-                resolution_seconds=_sec(r[15]), resolution_business_seconds=_sec(r[16]),
-                excluded=r[17]))
+                due_at=from_ms(r[11]),
+                breached=self._breached(r[11], r[12], r[13]) if r[11] is not None else None,
+                resolved_at=from_ms(r[14]), resolved_by=r[15] if r[14] is not None else None,
+                resolution_seconds=_sec(r[16]), resolution_business_seconds=_sec(r[17]),
+                excluded=excluded))
         return out
 
-    def item_rows(self) -> list[ItemRow]:
+    def _breached(self, due: int | None, late: int | None, recorded: int) -> bool:
+        if recorded:
+            return True
+        if due is None:
+            return False
+        return bool(late) if late is not None else self.now_ms >= due
+
+    def item_rows(self, conversation_id: int) -> list[ItemRow]:
         out = []
         for r in self.conn.execute(
                 "SELECT c, cyc, nth, start, reply_at, agent, resolved_at, resolved_by, cal, biz, "
-                "due, tgt_why, breached, breach_rec, excluded, n_in FROM rt_item "
-                "WHERE p IS NOT NULL ORDER BY start, c, seg"):
+                "due, tgt_why, late, breach_rec, spam, n_in FROM metrics_seg "
+                "WHERE c = ? AND start IS NOT NULL ORDER BY seg", (conversation_id,)):
+            excluded = "spam" if r[14] else (
+                "closed by rule" if r[4] is None and r[7] == "rule" else None)
             out.append(ItemRow(
                 conversation_id=r[0], cycle=r[1], first=r[2] == 1,
                 start=from_ms(r[3]) or self.now, reply_at=from_ms(r[4]),
                 agent=r[5] if r[4] is not None else None, resolved_at=from_ms(r[6]),
                 resolved_by=r[7] if r[6] is not None else None, seconds=_sec(r[8]),
                 business_seconds=_sec(r[9]), due_at=from_ms(r[10]), target=r[11] or "",
-                breached=bool(r[12]), breach_recorded=bool(r[13]), excluded=r[14],
-                messages=r[15]))
+                breached=self._breached(r[10], r[12], r[13]), breach_recorded=bool(r[13]),
+                excluded=excluded, messages=r[15]))
         return out
 
 
@@ -821,4 +881,3 @@ def group_label(by: str | None, key: str) -> str:
         day, hour = key.split()
         return f"{WEEKDAY_NAMES[(int(day) + 6) % 7]} {hour}:00"
     return key
-

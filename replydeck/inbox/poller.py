@@ -118,15 +118,18 @@ class Poller:
                                              batch.cursor)
             now = self.clock()
             ps.failures = 0
-            ps.health, ps.last_error = Health.OK, None
+            # A source that works only in part (Bluesky without DM access) says why.
+            notice = getattr(ps.source, "notice", None)
+            ps.health = Health.DEGRADED if notice else Health.OK
+            ps.last_error = str(notice) if notice else None
             if batch.more:
                 ps.next_at = now
             else:
                 ps.next_at = now + timedelta(seconds=ps.interval)
             if batch.not_before is not None:
                 ps.next_at = max(ps.next_at, batch.not_before)
-            outcome = PollOutcome(ps.name, Health.OK, result.new_messages, next_at=ps.next_at,
-                                  ingest=result)
+            outcome = PollOutcome(ps.name, ps.health, result.new_messages, error=ps.last_error,
+                                  next_at=ps.next_at, ingest=result)
         except asyncio.TimeoutError:
             outcome = self._transient(ps, f"no answer within {ps.fetch_timeout:.0f} s", None)
         except RateLimited as exc:
@@ -171,7 +174,7 @@ class Poller:
             outcome = await self.poll(ps)
             total = outcome.new_messages
             for _ in range(1000):
-                if outcome.health != Health.OK or ps.next_at > self.clock():
+                if ps.failures or ps.next_at > self.clock():
                     break
                 outcome = await self.poll(ps)
                 total += outcome.new_messages

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -48,6 +49,8 @@ from replydeck.sources.base import (
     describe_json,
 )
 from replydeck.sources.bluesky_richtext import build_facets, expand_links, find_spans, tid_from_key
+
+log = logging.getLogger(__name__)
 
 DEFAULT_SERVICE = "https://bsky.social"
 CHAT_PROXY = "did:web:api.bsky.chat#bsky_chat"
@@ -389,12 +392,12 @@ class BlueskySource(BaseSource):
 
     def _author(self, actor: dict[str, Any]) -> Author:
         did = _req(actor, "did", str)
-        handle = actor.get("handle") if isinstance(actor.get("handle"), str) else ""
+        handle = sanitize_line(actor["handle"]) if isinstance(actor.get("handle"), str) else ""
         name = actor.get("displayName") if isinstance(actor.get("displayName"), str) else ""
         return Author(
-            id=did, handle=sanitize_line(handle), name=sanitize_line(name) or sanitize_line(handle),
+            id=did, handle=handle, name=sanitize_line(name) or handle,
             followers=self._followers.get(did),
-            url=f"https://bsky.app/profile/{handle or did}")
+            url=f"https://bsky.app/profile/{handle or sanitize_line(did)}")
 
     # -- posts -----------------------------------------------------------------------
     def _post_message(self, me: _Session, *, uri: str, cid: str, actor: dict[str, Any],
@@ -510,6 +513,12 @@ class BlueskySource(BaseSource):
 
     # -- DMs -------------------------------------------------------------------------
     def _dm_failed(self, exc: Exception) -> None:
+        before = self.dm_notice
+        self._set_dm_failure(exc)
+        if self.dm_notice != before:
+            log.warning("source %s: DMs off: %s", self.name, self.dm_notice)
+
+    def _set_dm_failure(self, exc: Exception) -> None:
         detail = getattr(exc, "detail", "") or str(exc)
         if isinstance(exc, (XrpcAuthError, XrpcError)) and (
                 "scope" in detail.lower() or "method" in detail.lower()

@@ -177,6 +177,10 @@ class _LoginFailed(Exception):
     pass
 
 
+class _NoStartTLS(Exception):
+    """The server does not offer STARTTLS: never fall back to sending the password plain."""
+
+
 class EmailSource(BaseSource):
     type_name = "email"
     platform = "email"
@@ -287,6 +291,8 @@ class EmailSource(BaseSource):
             im = imaplib.IMAP4(self.imap_host, self.imap_port, timeout=self.timeout)
         try:
             if self.security == "starttls":
+                if "STARTTLS" not in im.capabilities:
+                    raise _NoStartTLS(f"IMAP server {self.imap_host}:{self.imap_port}")
                 im.starttls(ssl_context=self._context())
             try:
                 im.login(self.username, self._password.resolve())
@@ -309,6 +315,8 @@ class EmailSource(BaseSource):
         try:
             s.ehlo()
             if self.security == "starttls":
+                if not s.has_extn("starttls"):
+                    raise _NoStartTLS(f"SMTP server {self.smtp_host}:{self.smtp_port}")
                 s.starttls(context=self._context())
                 s.ehlo()
             # A loopback sink offers no AUTH; a real submission server always does.
@@ -333,6 +341,9 @@ class EmailSource(BaseSource):
             raise
         except ConfigError as exc:  # the password reference could not be resolved
             raise AuthError(str(exc)) from None
+        except _NoStartTLS as exc:
+            raise PermanentError(f"{exc} does not offer STARTTLS; use security = \"tls\" "
+                                 f"with the server's TLS port (IMAP 993, SMTP 465)") from None
         except _LoginFailed:
             raise AuthError(f"IMAP login rejected for {self.username!r} on "
                             f"{self.imap_host}: wrong username or password (providers with "
@@ -453,8 +464,11 @@ class EmailSource(BaseSource):
         for uid, raw, internal, cut in self._fetch_raw(im, take):
             msg = self._to_message(raw, internal, box=box, uid=uid, uidvalidity=uidvalidity,
                                    truncated_size=cut)
-            if msg is not None:
-                items.append(msg)
+            if msg is None:
+                continue
+            if msg.thread_key and msg.thread_key.startswith("subject:"):
+                msg.thread_key = self._earlier_thread(im, msg, uid) or msg.thread_key
+            items.append(msg)
         if take:
             st.last_uid = max(take)
         return items, more
@@ -568,6 +582,7 @@ class EmailSource(BaseSource):
                              "type": a.content_type} for a in p.attachments],
             "collapsed": p.collapsed,
             "html_only": p.html_only,
+            "automated": p.automated,
             "full_text": sanitize_text(p.full_text[:_MAX_RAW_TEXT]),
             "truncated_size": truncated_size,
         }
@@ -601,6 +616,37 @@ class EmailSource(BaseSource):
         if normalise_subject(p.subject) != " ".join(p.subject.split()).casefold():
             return f"subject:{p.from_addr}|{normalise_subject(p.subject)}"
         return f"email:{remote_id}"
+
+    def _earlier_thread(self, im: imaplib.IMAP4, msg: Message, uid: int) -> str | None:
+        """The thread of an earlier mail from the same sender with the same subject, for a
+        reply whose client sent no In-Reply-To/References (some webmail, some phones)."""
+        subject = normalise_subject(str(msg.raw.get("subject") or ""))
+        sender = str(msg.raw.get("from_addr") or "")
+        if not subject or not sender or any(ch in sender for ch in '"\\\r\n'):
+            return None
+        im.literal = subject.encode("utf-8")  # sent as a literal: any script, any quote
+        typ, data = im.uid("SEARCH", "CHARSET", "UTF-8", "FROM", f'"{sender}"', "SUBJECT")
+        if typ != "OK":
+            return None
+        earlier = sorted(int(x) for chunk in data if isinstance(chunk, bytes)
+                         for x in chunk.split() if x.isdigit() and int(x) < uid)
+        if not earlier:
+            return None
+        typ, data = im.uid("FETCH", ",".join(str(u) for u in earlier[:20]),
+                           "(UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID IN-REPLY-TO REFERENCES "
+                           "SUBJECT FROM)])")
+        if typ != "OK":
+            return None
+        for item in data:  # in UID order: the first match is the oldest
+            if not isinstance(item, tuple) or len(item) < 2:
+                continue
+            p = parse_bytes(item[1])
+            if p.from_addr == sender and normalise_subject(p.subject) == subject and (
+                    p.message_id or p.thread_root):
+                key = self.thread_key(p, p.message_id or "")
+                if not key.startswith("subject:"):
+                    return key
+        return None
 
     # -- Sent mailbox ------------------------------------------------------------------
     def _find_sent_mailbox(self, im: imaplib.IMAP4) -> str | None:

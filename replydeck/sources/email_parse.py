@@ -53,6 +53,9 @@ class ParsedEmail:
     #: What was removed from ``text``: "quote", "signature".
     collapsed: list[str] = field(default_factory=list)
     html_only: bool = False
+    #: Sent by a machine (RFC 3834 Auto-Submitted, bulk/list Precedence, bounces): an
+    #: automation must never answer these, or two robots mail each other forever.
+    automated: bool = False
 
     @property
     def thread_root(self) -> str | None:
@@ -378,7 +381,17 @@ def parse_bytes(raw: bytes) -> ParsedEmail:
         attachments=attachments,
         collapsed=collapsed,
         html_only=html_only,
+        automated=_automated(msg, from_addr),
     )
+
+
+def _automated(msg: Message, from_addr: str) -> bool:
+    auto = str(msg.get("Auto-Submitted", "no")).strip().lower()
+    precedence = str(msg.get("Precedence", "")).strip().lower()
+    local = from_addr.lower().partition("@")[0]
+    return (auto not in ("", "no") or precedence in ("bulk", "junk", "list")
+            or local in ("mailer-daemon", "postmaster")
+            or msg.get("List-Id") is not None)
 
 
 def content_id(raw: bytes) -> str:

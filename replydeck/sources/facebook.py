@@ -136,14 +136,14 @@ class MetaMessagingSource(BaseSource):
                 if not conv_id:
                     raise self._malformed("a conversation", conv)
                 updated = parse_time(conv.get("updated_time"), self.graph.label)
-                if since is not None and updated < since:
+                if since is not None and updated < since.at:
                     reached = True
                     break
-                newest = updated if newest is None else max(newest, updated)
                 for msg in _data(conv.get("messages")):
                     message = self._dm_message(conv_id, msg)
-                    if since is None or message.created_at >= since:
+                    if since is None or since.is_new(message.created_at, message.remote_id):
                         out.append(message)
+                        newest = Mark.advance(newest, message.created_at, message.remote_id)
                         if message.direction == Direction.IN:
                             self._conversation_ids[message.author.id] = conv_id
             if reached:
@@ -452,7 +452,7 @@ class FacebookSource(MetaMessagingSource):
                         "limit": self.posts_limit}, max_pages=1):
             posts = page
         out: list[Message] = []
-        seen: dict[str, datetime | None] = {}
+        seen: dict[str, Mark | None] = {}
         for post in posts:
             post_id = id_of(post.get("id"))
             if not post_id:
@@ -467,11 +467,12 @@ class FacebookSource(MetaMessagingSource):
                 reached = False
                 for c in page:
                     msg = self._comment_message(post_id, c)
-                    if since is not None and msg.created_at < since:
+                    if since is not None and msg.created_at < since.at:
                         reached = True
                         break
-                    newest = msg.created_at if newest is None else max(newest, msg.created_at)
-                    out.append(msg)
+                    if since is None or since.is_new(msg.created_at, msg.remote_id):
+                        newest = Mark.advance(newest, msg.created_at, msg.remote_id)
+                        out.append(msg)
                 if reached:
                     break
             seen[post_id] = newest
@@ -618,13 +619,44 @@ COMMENT_FIELDS = "id,message,created_time,from,parent{id},comment_count,can_repl
 
 
 # -- cursor and helpers ----------------------------------------------------------------
+class Mark:
+    """How far a listing has been read: the newest time seen and the ids seen at exactly
+    that time (Graph times have one-second resolution, so two items can share one)."""
+
+    def __init__(self, at: datetime, ids: set[str] | None = None) -> None:
+        self.at = at
+        self.ids = set(ids or ())
+
+    def is_new(self, at: datetime, item_id: str) -> bool:
+        return at > self.at or (at == self.at and item_id not in self.ids)
+
+    @staticmethod
+    def advance(mark: Mark | None, at: datetime, item_id: str) -> Mark:
+        if mark is None or at > mark.at:
+            return Mark(at, {item_id})
+        if at == mark.at:
+            return Mark(mark.at, mark.ids | {item_id})
+        return mark
+
+    def dump(self) -> dict[str, Any]:
+        return {"t": format_time(self.at), "ids": sorted(self.ids)}
+
+    @classmethod
+    def load(cls, data: Any, label: str) -> Mark | None:
+        if data is None:
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("ids", []), list):
+            raise ValueError
+        return cls(parse_time(data.get("t"), label), {str(i) for i in data.get("ids", [])})
+
+
 class MetaCursor:
-    """``dm``: newest conversation ``updated_time`` seen; ``objects``: per post / media id,
-    the newest comment time seen (only for the recent posts still listed)."""
+    """``dm``: how far the conversations were read; ``objects``: per post / media id, how
+    far its comments were read (only for the recent posts still listed)."""
 
     def __init__(self) -> None:
-        self.dm: datetime | None = None
-        self.objects: dict[str, datetime | None] = {}
+        self.dm: Mark | None = None
+        self.objects: dict[str, Mark | None] = {}
         self.extra: dict[str, Any] = {}
 
     @classmethod
@@ -636,13 +668,11 @@ class MetaCursor:
             data = json.loads(cursor)
             if not isinstance(data, dict):
                 raise ValueError
-            if data.get("dm") is not None:
-                state.dm = parse_time(data["dm"], label)
+            state.dm = Mark.load(data.get("dm"), label)
             objects = data.get("objects") or {}
             if not isinstance(objects, dict):
                 raise ValueError
-            state.objects = {str(k): parse_time(v, label) if v is not None else None
-                             for k, v in objects.items()}
+            state.objects = {str(k): Mark.load(v, label) for k, v in objects.items()}
             state.extra = {k: v for k, v in data.items() if k not in ("dm", "objects")}
         except (ValueError, TransientError):
             raise PermanentError(f"the saved {label} cursor is unreadable; reset this "
@@ -652,8 +682,8 @@ class MetaCursor:
 
     def dump(self) -> str:
         data: dict[str, Any] = {
-            "dm": format_time(self.dm) if self.dm else None,
-            "objects": {k: format_time(v) if v else None for k, v in self.objects.items()},
+            "dm": self.dm.dump() if self.dm else None,
+            "objects": {k: v.dump() if v else None for k, v in self.objects.items()},
             **self.extra,
         }
         return json.dumps(data, separators=(",", ":"), sort_keys=True)

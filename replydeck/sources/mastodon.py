@@ -53,6 +53,8 @@ URL_WEIGHT = 23
 PAGE_LIMIT = 40
 MAX_PAGES_PER_FETCH = 5
 ROOT_CACHE_SIZE = 5000
+#: Mastodon keeps Idempotency-Keys "up to 1 hour"; older replies are checked before posting.
+KEY_TRUST = timedelta(minutes=50)
 #: When a 429 carries no usable reset header, wait this long (Mastodon windows are 5 min).
 FALLBACK_RETRY = timedelta(seconds=60)
 
@@ -503,12 +505,22 @@ class MastodonSource(BaseSource):
             raise PermanentError(f"reply too long for {self.instance}: {length}/"
                                  f"{self.limits.max_length} characters (including the "
                                  "@mentions Mastodon needs)")
+        queued = reply.created_at
+        if queued is not None and utcnow() - queued > KEY_TRUST:
+            # The server forgets Idempotency-Keys after an hour: for an older reply (a
+            # retry after a long outage), look for it among our recent statuses first.
+            found = await self._find_own_reply(me, parent_id, text)
+            if found is not None:
+                return self._receipt(found, me, raw, parent_id, reply)
         resp = await self._call(
             "POST", "/api/v1/statuses",
             data={"status": text, "in_reply_to_id": parent_id, "visibility": visibility},
             headers={"Idempotency-Key": reply.idempotency_key},
             what="posting the reply", scope="write:statuses")
-        body = self._json(resp)
+        return self._receipt(self._json(resp), me, raw, parent_id, reply)
+
+    def _receipt(self, body: Any, me: _Me, raw: dict[str, Any], parent_id: str,
+                 reply: Reply) -> Receipt:
         try:
             sid = _req(body, "id", str)
             root = (raw.get("root") if isinstance(raw.get("root"), str) else None) \
@@ -521,6 +533,20 @@ class MastodonSource(BaseSource):
             message.thread_key = reply.thread_key
         return Receipt(remote_id=sid, url=message.url, sent_at=message.created_at,
                        message=message)
+
+    async def _find_own_reply(self, me: _Me, parent_id: str, text: str
+                              ) -> dict[str, Any] | None:
+        page, _ = await self._page(f"/api/v1/accounts/{me.id}/statuses",
+                                   {"limit": str(PAGE_LIMIT)}, what="own statuses",
+                                   scope="read:statuses")
+        for status in page:
+            if status.get("in_reply_to_id") != parent_id:
+                continue
+            content = status.get("content") if isinstance(status.get("content"), str) else ""
+            mentions = [m for m in status.get("mentions") or [] if isinstance(m, dict)]
+            if _same_text(html_to_text(content, mentions), text):
+                return status
+        return None
 
     # -- doctor ----------------------------------------------------------------------
     async def check(self) -> CheckResult:
@@ -544,6 +570,11 @@ class MastodonSource(BaseSource):
         except PermanentError as exc:
             return CheckResult(False, str(exc), details)
         return CheckResult(True, f"ok: @{sanitize_line(me.acct)}", details)
+
+
+def _same_text(shown: str, sent: str) -> bool:
+    """Whether a status's rendered text is the text we sent (whitespace may differ)."""
+    return " ".join(shown.split()) == " ".join(sent.split())
 
 
 def _load_cursor(cursor: Cursor | None) -> dict[str, str | None]:

@@ -271,8 +271,16 @@ class MatrixSource(BaseSource):
 
     async def _is_dm(self, room_id: str) -> bool:
         if room_id not in self._members:
-            body = await self._call("GET", f"/rooms/{quote(room_id, safe='')}/joined_members",
-                                    what="room members")
+            try:
+                body = await self._call("GET",
+                                        f"/rooms/{quote(room_id, safe='')}/joined_members",
+                                        what="room members")
+            except AuthError:
+                raise
+            except PermanentError as exc:
+                # e.g. we left meanwhile: treat it as shared (never leaks as a DM) and go on
+                log.warning("matrix %s: members of %s unknown: %s", self.name, room_id, exc)
+                return False
             joined = body.get("joined")
             if not isinstance(joined, dict):
                 raise TransientError("malformed answer from matrix: joined_members gave "
@@ -403,8 +411,15 @@ class MatrixSource(BaseSource):
         for room_id in invited:
             if rooms is not None and room_id not in rooms:
                 continue
-            await self._call("POST", f"/join/{quote(room_id, safe='')}", json_body={},
-                             what="accepting an invite")
+            try:
+                await self._call("POST", f"/join/{quote(room_id, safe='')}", json_body={},
+                                 what="accepting an invite")
+            except AuthError:
+                raise
+            except PermanentError as exc:
+                # A withdrawn invite or a vanished room must not block the whole source.
+                log.warning("matrix %s: cannot join %s: %s", self.name, room_id, exc)
+                continue
             joined_any = True
         # The joined room's recent timeline comes with the next sync: ask for it now.
         return joined_any

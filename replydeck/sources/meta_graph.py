@@ -123,14 +123,14 @@ def reply_window(reply_to: Message | None, now: datetime, *, private: bool,
     if not thread.startswith("dm:"):
         if not private:
             return WindowInfo(True, "public reply to the comment (no time limit)")
-        if private_replied:
-            return WindowInfo(False, "this comment already got its one private reply; the "
-                                     "conversation continues in the inbox once the person "
-                                     "answers it")
         if age > PRIVATE_REPLY_WINDOW:
             return WindowInfo(False, f"a private reply to a comment is allowed only within "
                                      f"7 days of it; this comment is {_age(age)} old. "
                                      f"Reply publicly instead")
+        if private_replied:
+            return WindowInfo(False, "this comment already got its one private reply; the "
+                                     "conversation continues in the inbox once the person "
+                                     "answers it")
         left = PRIVATE_REPLY_WINDOW - age
         return WindowInfo(True, f"one private reply to this comment is allowed "
                                 f"({_age(left)} left)")

@@ -13,6 +13,7 @@ import functools
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from textual.app import App
@@ -37,7 +38,8 @@ TICK_S = 5.0
 
 
 class ReplydeckApp(App[int]):
-    CSS_PATH = "app.tcss"
+    # Absolute, so subclasses defined elsewhere (tests, the bench) find it too.
+    CSS_PATH = Path(__file__).with_name("app.tcss")
     COMMANDS = App.COMMANDS | {ActionsProvider}
     BINDINGS = [Binding("ctrl+q", "quit", "quit", show=False, priority=True)]
     ENABLE_COMMAND_PALETTE = True
@@ -50,17 +52,18 @@ class ReplydeckApp(App[int]):
         self.keys: KeysConfig = config.keys or KeysConfig()
         self.title = title
         self.clock = clock
-        if store is None:
-            from replydeck.runtime import open_store
-
-            store = open_store(config)
-        self.store = store
+        # The UI's own connection only reads, so it needs no triage: the writer thread
+        # builds the configured assessor (rules, triage) off the path to the first frame.
+        self._given_store = store is not None
+        self.store = store if store is not None else Store(config.database)
         self.start_services = start_services
         self.session_drafts: set[int] = set()
         #: Events the notifier was given (bell, desktop), for the status line and tests.
         self.notified: list[dict[str, Any]] = []
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="replydeck-write")
         self._write_store: Store | None = None
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="replydeck-read")
+        self._read_store: Store | None = None
         self._services: Any = None
         self._marker: tuple[int, int] | None = None
         self._suggester: Any = None
@@ -78,19 +81,24 @@ class ReplydeckApp(App[int]):
         self.set_interval(CHANGE_POLL_S, self._poll_changes)
         self.set_interval(TICK_S, self._tick)
         if self.start_services:
-            from replydeck.tui.services import ServiceThread
+            self.call_after_refresh(self._start_services)
 
-            self._services = ServiceThread(self.config, self._urgent_from_services)
-            self.run_worker(self._services.run, thread=True, name="services",
-                            group="services", exit_on_error=False)
+    def _start_services(self) -> None:
+        from replydeck.tui.services import ServiceThread
+
+        self._services = ServiceThread(self.config, self._urgent_from_services)
+        self.run_worker(self._services.run, thread=True, name="services", group="services",
+                        exit_on_error=False)
 
     def on_unmount(self) -> None:
         if self._services is not None:
             self._services.stop()
         # Pending writes (the last draft) finish before the process goes.
         self._writer.shutdown(wait=True)
-        if self._write_store is not None:
-            self._write_store.close()
+        self._reader.shutdown(wait=True, cancel_futures=True)
+        for store in (self._write_store, self._read_store):
+            if store is not None:
+                store.close()
 
     @property
     def inbox_screen(self) -> InboxScreen | None:
@@ -107,8 +115,23 @@ class ReplydeckApp(App[int]):
 
     def _in_writer(self, fn: Callable[[Store], T]) -> T:
         if self._write_store is None:
-            self._write_store = Store(self.store.path, assessor=self.store.assessor)
+            if self._given_store:
+                self._write_store = Store(self.store.path, assessor=self.store.assessor)
+            else:
+                from replydeck.runtime import open_store
+
+                self._write_store = open_store(self.config)
         return fn(self._write_store)
+
+    async def read(self, fn: Callable[[Store], T]) -> T:
+        """Run a slow read (counts over the whole inbox) on the reader thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reader, functools.partial(self._in_reader, fn))
+
+    def _in_reader(self, fn: Callable[[Store], T]) -> T:
+        if self._read_store is None:
+            self._read_store = Store(self.store.path)
+        return fn(self._read_store)
 
     def _poll_changes(self) -> None:
         marker = self.store.change_marker()
@@ -116,7 +139,7 @@ class ReplydeckApp(App[int]):
             self._marker = marker
             screen = self.inbox_screen
             if screen is not None and screen.is_mounted:
-                screen.data_changed()
+                self.run_worker(screen.data_changed(), group="refresh", exclusive=True)
 
     def _tick(self) -> None:
         screen = self.inbox_screen

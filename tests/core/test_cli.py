@@ -286,3 +286,35 @@ def test_notifications_reach_the_on_event_hook(tmp_path):
     # The message is from the past: it is urgent on arrival and already past its target.
     assert "new_urgent" in kinds and "breach" in kinds
     assert all(e["author"] == "Angry (@angry)" for e in got)
+
+
+def test_doctor_reports_each_source_and_never_shows_a_secret(tmp_path):
+    inbox = tmp_path / "inbox.jsonl"
+    inbox.write_text(jsonl_line(1) + "\n", encoding="utf-8")
+    config = write_config(tmp_path, [textwrap.dedent(f"""
+        [[sources]]
+        type = "jsonl"
+        name = "shop"
+        path = "{inbox}"
+
+        [[sources]]
+        type = "jsonl"
+        name = "missing-file"
+        path = "{tmp_path / 'nope.jsonl'}"
+
+        [[sources]]
+        type = "mastodon"
+        name = "masto"
+        instance = "http://127.0.0.1:9"
+        token = "env:RD_TEST_MASTODON_TOKEN"
+        """)])
+    out = run_cli(config, "doctor", env={"RD_TEST_MASTODON_TOKEN": ""})
+    assert out.returncode == 1, out.stdout + out.stderr
+    lines = {line.split(":")[0]: line for line in out.stdout.splitlines()}
+    assert lines["ok   shop"]
+    assert "FAIL missing-file" in lines
+    assert "FAIL masto" in lines
+    out = run_cli(config, "doctor", env={"RD_TEST_MASTODON_TOKEN": "s3cr3t-t0ken-value"})
+    assert "s3cr3t-t0ken-value" not in out.stdout + out.stderr
+    assert "FAIL masto" in out.stdout  # nothing listens on port 9
+    assert "Traceback" not in out.stderr

@@ -321,3 +321,27 @@ async def test_big_attachments_are_not_pulled_into_memory(email_server, make_sou
     assert "only the first 49 KB were fetched" in big.text
     assert big.raw["truncated_size"] > 400_000
     assert small.text == "tiny" and small.raw["truncated_size"] is None
+
+
+async def test_reply_without_threading_headers_joins_its_conversation(
+        email_server, make_source, tag):
+    box = f"T{tag}"
+    root_id = f"<root-{tag}@example.com>"
+    email_server.deliver(customer_mail(f"注文 {tag} が遅れています", "まだです",
+                                       msgid=root_id, sender="Ann <ann@example.com>"),
+                         mailbox=box)
+    # someone else with the same subject: a different conversation
+    email_server.deliver(customer_mail(f"Re: 注文 {tag} が遅れています", "me too",
+                                       msgid=f"<other-{tag}@example.com>",
+                                       sender="Zed <zed@example.com>"), mailbox=box)
+    src = make_source()
+    first = await src.fetch(None)
+    assert first.items[0].thread_key == f"email:{root_id}"
+    assert first.items[1].thread_key == f"subject:zed@example.com|注文 {tag} が遅れています"
+    # a webmail reply a day later: "Re:" subject, but no In-Reply-To / References
+    email_server.deliver(customer_mail(f"RE: 注文 {tag} が遅れています", "どうなりましたか？",
+                                       msgid=f"<webmail-{tag}@example.com>",
+                                       sender="Ann <ann@example.com>"), mailbox=box)
+    later = await make_source().fetch(first.cursor)
+    assert [(m.remote_id, m.thread_key) for m in later.items] == [
+        (f"<webmail-{tag}@example.com>", f"email:{root_id}")]

@@ -162,10 +162,13 @@ class FakeBluesky:
 
     def post(self, author: Account, text: str, *, reply_to: Record | None = None,
              facets: list[dict[str, Any]] | None = None, rkey: str | None = None,
-             at: datetime | None = None) -> Record:
+             at: datetime | None = None, quote: Record | None = None) -> Record:
         value: dict[str, Any] = {"text": text, "$type": POST}
         if facets:
             value["facets"] = facets
+        if quote is not None:
+            value["embed"] = {"$type": "app.bsky.embed.record",
+                              "record": {"uri": quote.uri, "cid": quote.cid}}
         if reply_to is not None:
             root = (reply_to.value.get("reply") or {}).get("root") or {
                 "uri": reply_to.uri, "cid": reply_to.cid}
@@ -186,6 +189,10 @@ class FakeBluesky:
         for t in self.tokens.values():
             if t.kind == "access":
                 t.expires = self.clock() - timedelta(seconds=1)
+
+    def revoke_sessions(self) -> None:
+        for t in self.tokens.values():
+            t.revoked = True
 
     def expire_refresh_tokens(self) -> None:
         for t in self.tokens.values():
@@ -216,6 +223,13 @@ class FakeBluesky:
                     self.notifications.append(Notification(
                         parent_did, rec, author, "reply", parent_uri))
                     notified.add(parent_did)
+            quoted = (((value.get("embed") or {}).get("record") or {}).get("uri") or "")
+            if quoted in self.records:
+                quoted_did = quoted.removeprefix("at://").split("/")[0]
+                if quoted_did != author.did and quoted_did not in notified:
+                    self.notifications.append(Notification(quoted_did, rec, author, "quote",
+                                                           quoted))
+                    notified.add(quoted_did)
             for facet in value.get("facets") or []:
                 for feat in facet.get("features") or []:
                     did = feat.get("did")

@@ -236,7 +236,8 @@ class FakeMastodon:
                    "X-RateLimit-Reset": reset.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
         return headers, used > self.rate_limit
 
-    def _auth(self, req: FakeRequest, scope: str | None) -> tuple[Account | None, FakeResponse | None, dict[str, str]]:
+    def _auth(self, req: FakeRequest, scope: str | None
+              ) -> tuple[Account | None, FakeResponse | None, dict[str, str]]:
         auth = req.header("authorization") or ""
         token = auth[7:] if auth.startswith("Bearer ") else ""
         acc = self.by_token(token) if token else None

@@ -763,6 +763,12 @@ class FakeMeta:
                 if comment is None:
                     return graph_error("(#100) No matching comment", 100)
                 instagram = self.posts[comment.object_id].platform == "instagram"
+            elif not instagram:
+                # Instagram with Facebook Login sends through the Page: the recipient's
+                # IGSID tells the platform.
+                instagram = any(c.platform == "instagram" and c.page_id == page.id
+                                and c.user.id == str(recipient.get("id"))
+                                for c in self.conversations.values())
             if instagram and len(text.encode("utf-8")) > 1000:
                 return graph_error("(#100) Length of param message[text] must be less than "
                                    "or equal to 1000", 100)

@@ -23,6 +23,7 @@ P x dm     (previous period) Wed 10-28 09:00 in, 09:30 ana: FRT 30m
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -142,13 +143,29 @@ def test_sla_attainment(week: tuple[World, dict[str, int]]) -> None:
     assert cur.sla_next.rate == 1.0
 
 
-def test_pending_item_is_not_counted_before_its_due_time(
-        week: tuple[World, dict[str, int]]) -> None:
-    w, _ = week
-    # On Monday 08:10 B is still waiting and due at 11:30: pending, not breached; H is late.
-    early = metrics.compute(w.store, PERIOD, sla=w.cfg, now=utc(2026, 11, 9, 8, 10)).current
-    assert (early.sla_first.with_target, early.sla_first.breached,
-            early.sla_first.pending) == (7, 2, 1)
+def test_pending_then_breached_then_answered_updates_the_cache(tmp_path: Path) -> None:
+    """Reports between changes: each one sees the new events (the cache catches up)."""
+    w = World(tmp_path / "live.db", berlin_config())
+    try:
+        conv = w.customer("Q", utc(2026, 11, 3, 8))        # due 09:00 UTC (1h business)
+        first = metrics.compute(w.store, PERIOD, sla=w.cfg, now=utc(2026, 11, 3, 8, 30))
+        assert (first.current.sla_first.with_target, first.current.sla_first.pending) == (0, 1)
+        assert first.current.reply_rate == 0.0
+        late = metrics.compute(w.store, PERIOD, sla=w.cfg, now=utc(2026, 11, 3, 9, 30))
+        assert (late.current.sla_first.with_target, late.current.sla_first.breached) == (1, 1)
+        w.reply(conv, utc(2026, 11, 3, 8, 45), "ana")
+        done = metrics.compute(w.store, PERIOD, sla=w.cfg, now=utc(2026, 11, 3, 9, 30))
+        assert (done.current.sla_first.with_target, done.current.sla_first.breached) == (1, 0)
+        assert done.current.first_response.median == 2700
+        assert done.current.reply_rate == 1.0
+        # A stricter target in the config: the cache is rebuilt and the reply is late.
+        strict = berlin_config()
+        strict.policies.insert(0, type(strict.policies[0])(
+            "fast", timedelta(minutes=30), timedelta(minutes=30), True, builtin=False))
+        again = metrics.compute(w.store, PERIOD, sla=strict, now=utc(2026, 11, 3, 9, 30))
+        assert (again.current.sla_first.with_target, again.current.sla_first.breached) == (1, 1)
+    finally:
+        w.close()
 
 
 def test_sent_failed_retried(week: tuple[World, dict[str, int]]) -> None:

@@ -17,7 +17,7 @@ IMAP_PORT=${IMAP_PORT:-1143}     # plain + STARTTLS
 IMAPS_PORT=${IMAPS_PORT:-1993}   # implicit TLS
 SMTP_PORT=${SMTP_PORT:-1025}     # plain + STARTTLS
 SMTPS_PORT=${SMTPS_PORT:-1465}   # implicit TLS
-TLS=$E2E_DIR/dovecot/tls         # self-signed certificate for "localhost" (ca.pem = cert.pem)
+TLS=$E2E_DIR/dovecot/tls         # self-signed certificate for "localhost" (cert.pem is its own CA)
 MUID=$(id -u mail); MGID=$(id -g mail)
 
 install() {
@@ -25,6 +25,10 @@ install() {
     apt-get update -qq
     # the package's own system service is not started in containers (policy-rc.d); we run our own instance
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null
+  fi
+  if ! command -v openssl >/dev/null; then  # for the self-signed test certificate
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
   fi
   if [ ! -x "$VENV/bin/aiosmtpd" ]; then
     mkdir -p "$E2E_DIR"
@@ -61,6 +65,8 @@ ssl_cert = <$TLS/cert.pem
 ssl_key = <$TLS/key.pem
 disable_plaintext_auth = no
 auth_mechanisms = plain login
+# tests try wrong passwords on purpose: no 2 s penalty
+auth_failure_delay = 0
 log_path = $D/dovecot.log
 info_log_path = $D/dovecot.log
 first_valid_uid = $MUID

@@ -30,7 +30,7 @@ def main() -> None:
     ap.add_argument("--password", default="testpass")
     args = ap.parse_args()
 
-    def authenticator(server, session, envelope, mechanism, auth_data):  # noqa: ARG001
+    def authenticator(server, session, envelope, mechanism, auth_data):
         ok = (isinstance(auth_data, LoginPassword)
               and auth_data.login == args.user.encode()
               and auth_data.password == args.password.encode())

@@ -593,3 +593,43 @@ async def test_pipeline_expiry_lost_answer_and_own_reply_stored_once(
     finally:
         await src.close()
         store.close()
+
+
+async def test_empty_first_run_then_a_burst_loses_nothing(fake: FakeBluesky, clock: Clock,
+                                                          alice: Account, bob: Account) -> None:
+    src = make(fake, page_limit=3)
+    first = await src.fetch(None)
+    assert first.items == []
+    burst = []
+    for i in range(10):
+        clock.tick()
+        burst.append(fake.mention(bob, alice, f"@alice.test {i}").uri)
+    b = await src.fetch(first.cursor)
+    assert sorted(m.remote_id for m in b.items) == sorted(burst)
+    await src.close()
+
+
+async def test_quotes_are_their_own_threads(fake: FakeBluesky, clock: Clock, alice: Account,
+                                            bob: Account) -> None:
+    ours = fake.post(alice, "New pricing is live")
+    clock.tick()
+    q = fake.post(bob, "this is a rip-off", quote=ours)
+    src = make(fake)
+    (m,) = (await src.fetch(None)).items
+    assert m.remote_id == q.uri and m.raw["reason"] == "quote"
+    assert m.kind == Kind.MENTION and m.thread_key == f"post:{q.uri}"
+    r = await src.send(reply(m, "Sorry to hear that, can we help?"))
+    assert fake.records[r.remote_id].value["reply"]["root"]["uri"] == q.uri
+    await src.close()
+
+
+async def test_revoked_session_signs_in_again_once(fake: FakeBluesky, alice: Account,
+                                                   bob: Account) -> None:
+    src = make(fake)
+    cur = (await src.fetch(None)).cursor
+    fake.revoke_sessions()  # e.g. signed out everywhere from the app
+    fake.mention(bob, alice, "@alice.test still there?")
+    b = await src.fetch(cur)
+    assert [m.text for m in b.items] == ["@alice.test still there?"]
+    assert fake.create_session_calls == 2
+    await src.close()

@@ -14,6 +14,8 @@ from email.policy import default as default_policy
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from replydeck.config.errors import ConfigError
 from replydeck.config.secrets import Secret
@@ -214,6 +216,18 @@ def test_outlook_style_japanese_header_block_is_collapsed():
 ])
 def test_collapse_variants(body, expected):
     assert collapse(body)[0] == expected
+
+
+@pytest.mark.parametrize(("headers", "automated"), [
+    ("From: a@example.com\nAuto-Submitted: auto-replied\n", True),
+    ("From: a@example.com\nAuto-Submitted: no\n", False),
+    ("From: a@example.com\nPrecedence: bulk\n", True),
+    ("From: MAILER-DAEMON@mx.example.com\n", True),
+    ("From: a@example.com\nList-Id: <users.lists.example.com>\n", True),
+    ("From: a@example.com\n", False),
+])
+def test_machine_mail_is_flagged(headers, automated):
+    assert parse_bytes(crlf(headers + "Subject: x\n\nbody")).automated is automated
 
 
 def test_garbage_does_not_raise():
@@ -557,4 +571,40 @@ def test_plain_is_accepted_on_loopback_only():
 ])
 def test_mailbox_names_use_modified_utf7(name, wire):
     assert utf7_encode(name) == wire
+    assert utf7_decode(wire) == name
+
+
+async def test_starttls_is_never_skipped_when_the_server_lacks_it():
+    fake = FakeSMTP()  # offers no STARTTLS
+    src = EmailSource("mail", imap_host="localhost", smtp_host="localhost",
+                      smtp_port=fake.port, username="u", password=Secret.literal("pw-secret"),
+                      address="a@b.c", security="starttls", save_sent=False, timeout=5)
+    with pytest.raises(PermanentError, match="does not offer STARTTLS"):
+        await src.send(reply_to(to_message(ISO2022)))
+    assert not any("AUTH" in line.upper() or "pw-secret" in line for line in fake.received)
+
+
+# -- properties: whatever arrives, parsing never raises and nothing escapes sanitising --
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=2000))
+def test_any_bytes_parse_without_raising(raw):
+    msg = to_message(raw)
+    assert is_inert(msg.text) and is_inert(msg.author.name) and is_inert(msg.raw["subject"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=500))
+def test_any_html_and_any_text_collapse_without_raising(text):
+    html_to_text(text)
+    html_to_text(f"<div><blockquote>{text}</blockquote><a href='{text}'>{text}</a></div>")
+    new, collapsed = collapse(text)
+    assert set(collapsed) <= {"quote", "signature"}
+    assert len(new) <= len(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=60))
+def test_mailbox_names_round_trip(name):
+    wire = utf7_encode(name)
+    assert wire.isascii()
     assert utf7_decode(wire) == name

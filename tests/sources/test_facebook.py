@@ -225,7 +225,7 @@ async def test_dm_reply_inside_the_window_uses_response(fake: FakeMeta) -> None:
     src = source(fake, page, comments=False)
     [msg] = (await src.fetch(None)).items
     window = src.reply_window(msg, utcnow())
-    assert window.open and "22 h" in window.reason
+    assert window.open and "21 h 59 min left" in window.reason
     receipt = await src.send(reply_to(msg, "Hi Jane!"))
     [call] = posts(fake, f"/{page.id}/messages")
     body = call.json()
@@ -452,6 +452,7 @@ async def test_out_of_window_reply_fails_in_the_outbox_and_keeps_the_text(
         queued = store.queue_reply(conv, "So sorry, here is your refund")
         report = await Outbox(store, {"fb": src}, owner="t").run_once()
         [(rid, reason)] = report.failed
+        assert rid == queued.id
         stored = store.reply(queued.id)
         assert stored is not None and stored.state == ReplyState.FAILED
         assert stored.body == "So sorry, here is your refund"

@@ -511,3 +511,63 @@ async def test_pipeline_rate_limit_lost_answer_and_own_reply_stored_once(
     finally:
         await src.close()
         store.close()
+
+
+async def test_empty_first_run_then_a_burst_loses_nothing(fake: FakeMastodon, us: Account,
+                                                          carol: Account) -> None:
+    src = make(fake, page_limit=3, max_pages=2)
+    first = await src.fetch(None)
+    assert first.items == [] and src.limits.max_length == 500
+    burst = [fake.post(carol, f"@support {i}") for i in range(10)]
+    seen: list[str] = []
+    cursor = first.cursor
+    for _ in range(5):
+        b = await src.fetch(cursor)
+        seen += [m.remote_id for m in b.items]
+        cursor = b.cursor
+        if not b.more:
+            break
+    assert seen == [s.id for s in burst]
+    await src.close()
+
+
+async def test_retry_after_the_key_expired_finds_the_earlier_post() -> None:
+    from datetime import timedelta, timezone
+
+    now = [datetime.now(timezone.utc)]
+    fake = FakeMastodon(clock=lambda: now[0]).start()
+    try:
+        us = fake.add_account("support", token="tok-support")
+        carol = fake.add_account("carol")
+        src = make(fake)
+        cur = (await src.fetch(None)).cursor
+        fake.post(carol, "@support hi")
+        (m,) = (await src.fetch(cur)).items
+        queued = datetime.now(timezone.utc) - timedelta(hours=2)
+        rep = Reply(id=1, conversation_id=1, source="masto", body="On its way!",
+                    private=False, idempotency_key="old-key", reply_to=m,
+                    thread_key=m.thread_key, created_at=queued)
+        first = await src.send(rep)
+        now[0] += timedelta(hours=2)  # the server has forgotten the key by now
+        again = await make(fake).send(rep)
+        assert again.remote_id == first.remote_id
+        assert [s.text for s in fake.statuses.values() if s.account.id == us.id] == [
+            "@carol On its way!"]
+        await src.close()
+    finally:
+        fake.stop()
+
+
+async def test_reply_to_an_invisible_parent_uses_the_parent_as_root(
+        fake: FakeMastodon, us: Account, carol: Account) -> None:
+    src = make(fake)
+    cur = (await src.fetch(None)).cursor
+    hidden = fake.post(carol, "@support private start", visibility="direct")
+    hidden.visibility = "public"
+    st = fake.post(carol, "@support follow-up", in_reply_to=hidden.id)
+    fake.notifications = [n for n in fake.notifications if n.status is st]
+    fake.server.inject(Fault(FakeResponse(404, {"error": "Record not found"})),
+                       when=lambda r: r.path.endswith("/context"))
+    (m,) = (await src.fetch(cur)).items
+    assert m.thread_key == f"post:{hidden.id}" and m.in_reply_to == hidden.id
+    await src.close()

@@ -162,6 +162,18 @@ async def test_invites_are_accepted_and_the_room_arrives_next(hs, source):
     assert [m.remote_id for m in second.items] == [ev]
 
 
+async def test_a_withdrawn_invite_does_not_block_the_source(hs, source):
+    room = hs.add_room([BOB], invited=[ME])
+    dm = hs.add_room([BOB, ME])
+    ev = hs.say(dm, BOB, "hello")
+    hs.http.inject(Fault(FakeResponse(403, {"errcode": "M_FORBIDDEN",
+                                            "error": "You are not invited to this room."})),
+                   when=lambda r: "/join/" in r.path)
+    batch = await source().fetch(None)
+    assert [m.remote_id for m in batch.items] == [ev]
+    assert ME not in hs.rooms[room].members and batch.cursor
+
+
 async def test_configured_rooms_limit_what_is_fetched_and_joined(hs, source):
     wanted = hs.add_room([BOB, ME], alias="#help:example.org")
     other = hs.add_room([BOB, ME])
@@ -201,7 +213,7 @@ async def test_hostile_text_arrives_inert(hs, source):
     for msg in items:
         assert is_inert(msg.text) and is_inert(msg.author.name)
         assert "\n" not in msg.author.name
-    assert items[-1].author.name == "bob"
+    assert items[-1].author.name == "Bob"  # the escape codes gone, the name kept
 
 
 # -- send ------------------------------------------------------------------------------

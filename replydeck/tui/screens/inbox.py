@@ -25,7 +25,7 @@ from replydeck.tui import fmt
 from replydeck.tui.keymap import inbox_bindings
 from replydeck.tui.parse import FILTER_HELP, SNOOZE_HELP, parse_filter, parse_snooze
 from replydeck.tui.screens.outbox import OutboxScreen
-from replydeck.tui.screens.prompt import ConfirmScreen, PromptScreen
+from replydeck.tui.screens.prompt import PromptScreen
 from replydeck.tui.screens.saved import SavedReplyPicker
 from replydeck.tui.widgets.composer import Composer
 from replydeck.tui.widgets.conversation import ConversationView
@@ -65,7 +65,7 @@ class InboxScreen(Screen[None]):
             with Vertical(id="list-pane"):
                 yield Static(Text(), id="view-bar")
                 yield Static(Text(), id="list-header")
-                yield InboxList(app.store, app.clock, id="inbox")
+                yield InboxList(app.store, app.clock, read=app.read, id="inbox")
             with Vertical(id="conv-pane"):
                 yield ConversationView(app.store, app.clock, app.keys.ui.time_format,
                                        id="conversation")
@@ -107,8 +107,9 @@ class InboxScreen(Screen[None]):
         self.set_class(self.app.size.width >= WIDE, "-wide")
         views = self.app.keys.views
         self.switch_view(views[0] if views else None)
-        self.status.update_from_store()
         self.inbox.focus()
+        # After the first frame: the counts are the slow part of a big inbox.
+        self.call_after_refresh(self.tick)
 
     def on_resize(self, event: events.Resize) -> None:
         self.set_class(event.size.width >= WIDE, "-wide")
@@ -138,18 +139,19 @@ class InboxScreen(Screen[None]):
         self.query_one("#view-bar", Static).update(t)
 
     # -- data --------------------------------------------------------------------------
-    def data_changed(self) -> None:
+    async def data_changed(self) -> None:
         """The store changed (ours or another process's commit): re-read what is shown."""
-        self.inbox.reload()
-        self.status.update_from_store()
+        await self.inbox.reload_in_background()
         self._paint_view_bar()
         if self.conversation.conversation is not None and (self.wide or self.reading):
             self.conversation.refresh_data()
+        await self.status.update_in_background(self.app.read)
 
     def tick(self) -> None:
         self.inbox.tick()
         self.conversation.tick()
-        self.status.update_from_store()
+        self.run_worker(self.status.update_in_background(self.app.read), group="status",
+                        exclusive=True)
 
     def switch_view(self, view: ViewDef | None) -> None:
         self.view = view
@@ -188,7 +190,7 @@ class InboxScreen(Screen[None]):
             return False
         if done:
             self.notify(done, markup=False, timeout=3)
-        self.data_changed()
+        await self.data_changed()
         return True
 
     # -- moving ------------------------------------------------------------------------
@@ -301,7 +303,7 @@ class InboxScreen(Screen[None]):
         self._close_composer()
         self.notify(f"Reply #{reply.id} queued ({'private' if event.private else 'public'}); "
                     "the outbox sends it now.", markup=False, timeout=3)
-        self.data_changed()
+        await self.data_changed()
 
     @on(Composer.WantSavedReply)
     def _pick_saved(self) -> None:

@@ -8,9 +8,11 @@ refresh puts the cursor back on the same conversation wherever new rows landed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import replace
+import functools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from rich.segment import Segment
 from rich.style import Style
@@ -22,6 +24,9 @@ from textual.strip import Strip
 from replydeck.inbox.model import Conversation, Status, Urgency
 from replydeck.inbox.store import LAST, InboxFilter, SortKey, Store
 from replydeck.tui import fmt
+
+#: Runs a store query on the reader thread (its own connection) and returns the result.
+Reader = Callable[[Callable[[Store], Any]], Awaitable[Any]]
 
 #: Rows fetched per store query, and the most kept in memory around the viewport.
 WINDOW = 120
@@ -43,6 +48,35 @@ def _upto(key: SortKey) -> SortKey:
 def _from(key: SortKey) -> SortKey:
     """An ``after`` bound that still includes ``key``."""
     return (key[0], key[1], key[2], key[3] - 1)
+
+
+@dataclass
+class Reloaded:
+    """What a refresh read: the length, and the rows around the anchor conversation."""
+
+    total: int
+    rows: list[Conversation]
+    #: Row number of ``rows[0]``; None when there was no anchor (keep the cursor's place).
+    base: int | None
+    cursor: int
+
+
+def reload_query(store: Store, f: InboxFilter, anchor: Conversation | None) -> Reloaded:
+    """Where ``anchor`` is now in ``f``'s order, with a window either side of it.
+
+    If it left the view (done, snoozed), the cursor stays at its place, which now holds
+    the next one. Safe to run on any thread with that thread's own store.
+    """
+    total = store.count(f)
+    if anchor is None or anchor.sort_key is None:
+        return Reloaded(total, [], None, 0)
+    fresh = store.conversation(anchor.id)
+    key = fresh.sort_key if fresh and fresh.sort_key else anchor.sort_key
+    before = store.window(f, before=_upto(key), limit=WINDOW)
+    matched = bool(before) and before[-1].id == anchor.id
+    after = store.window(f, after=key, limit=WINDOW)
+    pos = store.position(f, key)
+    return Reloaded(total, before + after, pos - (len(before) - int(matched)), pos)
 
 
 def columns(width: int) -> list[tuple[str, int]]:
@@ -87,10 +121,12 @@ class InboxList(ScrollView, can_focus=True, inherit_bindings=False):
             self.conversation = conversation
 
     def __init__(self, store: Store, clock: Callable[[], datetime], *,
-                 name: str | None = None, id: str | None = None,
-                 classes: str | None = None) -> None:
+                 read: Reader | None = None, name: str | None = None,
+                 id: str | None = None, classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.store = store
+        self.read = read
+        self._generation = 0
         self.clock = clock
         self.filter = InboxFilter()
         self.search: str | None = None
@@ -148,43 +184,77 @@ class InboxList(ScrollView, can_focus=True, inherit_bindings=False):
             self._base += keep_from
 
     def set_filter(self, f: InboxFilter, *, empty_text: str | None = None) -> None:
-        """Show another view: back to the top."""
+        """Show another view: back to the top.
+
+        The first rows come from one indexed window; when the view is longer than that,
+        its exact length (a count, slow on big stores) is read in the background.
+        """
         self.filter = f
+        self._generation += 1
         if empty_text is not None:
             self.empty_text = empty_text
-        self._rows, self._base = [], 0
+        self._rows = self.store.window(f, limit=2 * WINDOW)
+        self._base = 0
         self._matches_for = None
-        self.total = self.store.count(f)
+        self.total = len(self._rows)
         self.cursor = 0
         self.virtual_size = Size(self.size.width, self.total)
         self.scroll_to(y=0, animate=False, immediate=True)
         self.refresh()
         self._announce()
+        if len(self._rows) == 2 * WINDOW:
+            if self.read is None:
+                self._set_total(self.store.count(f))
+            else:
+                generation = self._generation
+                self.run_worker(self._count_later(f, generation), group="inbox-count",
+                                exclusive=True)
+
+    async def _count_later(self, f: InboxFilter, generation: int) -> None:
+        assert self.read is not None
+        total = await self.read(lambda s: s.count(f))
+        if generation == self._generation:
+            self._set_total(total)
+
+    def _set_total(self, total: int) -> None:
+        self.total = total
+        self.virtual_size = Size(self.size.width, self.total)
+        self.refresh()
 
     def reload(self) -> None:
-        """Re-read the store, keeping the cursor on the conversation it was on.
+        """Re-read the store now, keeping the cursor on the conversation it was on."""
+        self._apply(reload_query(self.store, self.filter, self.current), self.current)
 
-        If that conversation left the view (done, snoozed), the cursor stays at the same
-        place, which now holds the next one.
+    async def reload_in_background(self) -> None:
+        """The same, with the queries on the reader thread (counts are slow at 100k).
+
+        If the person moved meanwhile, the answer is for a conversation they left: ask
+        again for the one they are on now.
         """
-        anchor = self.current
+        if self.read is None:
+            self.reload()
+            return
+        for _ in range(3):
+            anchor, generation, f = self.current, self._generation, self.filter
+            result = await self.read(functools.partial(reload_query, f=f, anchor=anchor))
+            if generation != self._generation:
+                return  # another view was chosen; it loaded itself
+            now = self.current
+            if (now.id if now else None) == (anchor.id if anchor else None):
+                self._apply(result, anchor)
+                return
+        self.reload()
+
+    def _apply(self, result: Reloaded, anchor: Conversation | None) -> None:
         screen_row = self.cursor - int(self.scroll_y)
-        f = self.filter
         self._matches_for = None
-        self.total = self.store.count(f)
-        if anchor is None or anchor.sort_key is None:
+        self.total = result.total
+        if result.base is None:
             self._rows, self._base = [], 0
             self.cursor = min(self.cursor, max(0, self.total - 1))
         else:
-            fresh = self.store.conversation(anchor.id)
-            key = fresh.sort_key if fresh and fresh.sort_key else anchor.sort_key
-            before = self.store.window(f, before=_upto(key), limit=WINDOW)
-            matched = bool(before) and before[-1].id == anchor.id
-            after = self.store.window(f, after=key, limit=WINDOW)
-            pos = self.store.position(f, key)
-            self._rows = before + after
-            self._base = pos - (len(before) - int(matched))
-            self.cursor = max(0, min(pos, self.total - 1))
+            self._rows, self._base = result.rows, result.base
+            self.cursor = max(0, min(result.cursor, self.total - 1))
         self.virtual_size = Size(self.size.width, self.total)
         height = max(1, self.scrollable_content_region.height)
         target = max(0, min(self.cursor - max(0, min(screen_row, height - 1)),

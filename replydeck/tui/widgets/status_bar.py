@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
 from rich.text import Text
@@ -10,6 +11,7 @@ from textual.widgets import Static
 
 from replydeck.inbox.store import InboxFilter, SourceState, Store
 from replydeck.tui import fmt
+from replydeck.tui.widgets.inbox_list import Reader
 
 NEEDS_REPLY = InboxFilter(needs_reply=True)
 BREACHING = InboxFilter(breached=True)
@@ -49,6 +51,19 @@ def outbox_text(counts: dict[str, int]) -> Text:
     return t
 
 
+@dataclass
+class StatusData:
+    needs_reply: int
+    breaching: int
+    outbox: dict[str, int]
+    sources: list[SourceState]
+
+
+def read_status(store: Store) -> StatusData:
+    return StatusData(store.count(NEEDS_REPLY), store.count(BREACHING), store.outbox_counts(),
+                      store.source_states())
+
+
 class StatusBar(Static):
     """Reads the store on ``update_from_store`` (called on changes and on the tick)."""
 
@@ -63,12 +78,20 @@ class StatusBar(Static):
         self.outbox: dict[str, int] = {}
 
     def update_from_store(self) -> None:
+        self.show(read_status(self.store))
+
+    async def update_in_background(self, read: Reader | None) -> None:
+        """The counts scan the inbox (slow at 100k): read them off the UI thread."""
+        if read is None:
+            self.update_from_store()
+        else:
+            self.show(await read(read_status))
+
+    def show(self, status: StatusData) -> None:
         now = self.clock()
-        self.needs_reply = self.store.count(NEEDS_REPLY)
-        self.breaching = self.store.count(BREACHING)
-        self.outbox = self.store.outbox_counts()
-        states = [s for s in self.store.source_states()
-                  if self.sources is None or s.name in self.sources]
+        self.needs_reply, self.breaching, self.outbox = (status.needs_reply, status.breaching,
+                                                         status.outbox)
+        states = [s for s in status.sources if self.sources is None or s.name in self.sources]
         t = Text()
         t.append(f"{self.needs_reply} need reply", "bold")
         t.append("  ")

@@ -1,0 +1,24 @@
+"""The poller and outbox run in a thread worker: a queued reply goes out while the UI runs."""
+
+from __future__ import annotations
+
+from replydeck.inbox.model import ReplyState
+from replydeck.tui.app import ReplydeckApp
+from tests.tui import data
+from tests.tui.helpers import screen_of, until
+
+
+async def test_reply_is_sent_by_the_background_outbox(config, store):
+    app = ReplydeckApp(config, store=store, clock=lambda: data.NOW, start_services=True)
+    async with app.run_test(size=(160, 48)) as pilot:
+        screen = screen_of(pilot)
+        target = screen.inbox.current.id
+        await pilot.press("r", *"On it", "ctrl+s")
+        await until(pilot, lambda: store.replies(target))
+        reply_id = store.replies(target)[0].id
+        await until(pilot, lambda: store.reply(reply_id).state == ReplyState.SENT, timeout=10)
+        # The UI noticed the services' commit by itself and shows the delivery.
+        await until(pilot, lambda: "[sent]" in screen.conversation.plain_text(), timeout=5)
+        await until(pilot, lambda: "social ok" in str(screen.status.visual), timeout=5)
+    # Leaving the context stopped the services thread (the test would hang otherwise).
+    assert app._services is not None and app._services._stopping.is_set()
