@@ -192,7 +192,9 @@ def _run_services(config: Any, *, once: bool,
         try:
             if once:
                 outcomes, _ = await run_once(services, hooks)
-                return EXIT_FAILED if any(o.error for o in outcomes) else 0
+                # A source that fetched but works only in part (a notice) is not a failure.
+                return EXIT_FAILED if any(o.error and o.ingest is None and not o.skipped
+                                          for o in outcomes) else 0
             stop = asyncio.Event()
             _install_stop_handlers(asyncio.get_running_loop(), stop)
             tasks = [asyncio.create_task(run_forever(services, stop, hooks))]
