@@ -587,54 +587,84 @@ def window_calls(store: Store, f: InboxFilter, where: str) -> dict[str, dict[str
     check = store.conn.execute(f"SELECT count(*) FROM conversations {where}").fetchone()[0]
     if n != check:
         raise RuntimeError(f"bench filter {where!r} counts {check}, the store counts {n}")
+    # The row in the middle, or as near it as still leaves a full window after it: a
+    # short list (73 open conversations) must not make its middle window look cheap.
+    offset = min(n // 2, max(0, n - 51))
     mid = store.conn.execute(
         f"SELECT urgency, sort_due, sort_wait, id FROM conversations {where} "
-        "ORDER BY urgency, sort_due, sort_wait, id LIMIT 1 OFFSET ?", (n // 2,)).fetchone()
+        "ORDER BY urgency, sort_due, sort_wait, id LIMIT 1 OFFSET ?", (offset,)).fetchone()
     calls = {"start": {}, "middle": {"after": tuple(mid)}, "end": {"before": LAST}}
     for name, kw in calls.items():
         got = len(store.window(f, limit=50, **kw))
-        if got != min(50, n if name != "middle" else n - n // 2 - 1):
+        if got != min(50, n if name != "middle" else n - offset - 1):
             raise RuntimeError(f"window at the {name} of {n} rows returned {got}")
     return calls
 
 
-def sample(fn: Callable[[], object], into: list[float]) -> None:
-    into.append(timed(fn) * 1000)
+@dataclass
+class Samples:
+    """Wall-clock and this thread's CPU milliseconds of repeated calls.
+
+    On a shared machine the wall-clock tail is mostly time spent waiting for a core (a
+    preempted 1 ms query takes 5 ms); CPU time shows what the query itself costs.
+    """
+
+    wall: list[float]
+    cpu: list[float]
+
+    def add(self, fn: Callable[[], object]) -> None:
+        wall, cpu = time.perf_counter(), time.thread_time()
+        fn()
+        self.cpu.append((time.thread_time() - cpu) * 1000)
+        self.wall.append((time.perf_counter() - wall) * 1000)
+
+
+def samples() -> Samples:
+    return Samples([], [])
 
 
 def measure_windows(stores: dict[str, Store], rounds: int) -> list[Figure]:
     small_label, big_label = list(stores)
     plan_calls = {(label, fname): window_calls(store, f, where)
                   for label, store in stores.items() for fname, f, where in WINDOW_FILTERS}
-    ms: dict[tuple[str, str, str], list[float]] = {}
+    ms: dict[tuple[str, str, str], Samples] = {}
     for r in range(rounds + 1):  # round 0 warms the caches and is not kept
         for label, store in stores.items():
             for fname, f, _ in WINDOW_FILTERS:
                 for pos, kw in plan_calls[(label, fname)].items():
-                    out = ms.setdefault((label, fname, pos), []) if r else []
-                    sample(lambda s=store, f=f, kw=kw: s.window(f, limit=50, **kw), out)
+                    out = ms.setdefault((label, fname, pos), samples()) if r else samples()
+                    out.add(lambda s=store, f=f, kw=kw: s.window(f, limit=50, **kw))
     counts = {(label, fname): store.count(f) for label, store in stores.items()
               for fname, f, _ in WINDOW_FILTERS}
-    say(f"\n2. Inbox window of 50 rows, {rounds} rounds, ms (p50 / p95)")
-    say(f"   {'filter':13} {'where':7} {small_label:>18} {big_label:>18} "
-        f"{'ratio p50':>9} {'ratio p95':>9}")
+    say(f"\n2. Inbox window of 50 rows, {rounds} rounds; wall-clock ms p50 / p95 "
+        "[CPU ms p95]")
+    say(f"   {'filter':13} {'where':7} {small_label:>24} {big_label:>24} "
+        f"{'ratio p50':>9} {'ratio p95':>9} {'CPU p95':>8}")
     figures: list[Figure] = []
-    worst_p95, worst_ratio = 0.0, 0.0
+    worst_p95, worst_ratio, worst_cpu, worst_cpu_ratio = 0.0, 0.0, 0.0, 0.0
     for fname, _, _ in WINDOW_FILTERS:
         for pos in ("start", "middle", "end"):
             a, b = ms[(small_label, fname, pos)], ms[(big_label, fname, pos)]
-            r50 = statistics.median(b) / statistics.median(a)
-            r95 = pct(b, 0.95) / pct(a, 0.95)
-            worst_p95, worst_ratio = max(worst_p95, pct(b, 0.95)), max(worst_ratio, r95)
-            say(f"   {fname:13} {pos:7} {statistics.median(a):8.2f} / {pct(a, 0.95):6.2f} "
-                f"{statistics.median(b):8.2f} / {pct(b, 0.95):6.2f} {r50:9.2f} {r95:9.2f}")
+            r50 = statistics.median(b.wall) / statistics.median(a.wall)
+            r95 = pct(b.wall, 0.95) / pct(a.wall, 0.95)
+            cpu95 = pct(b.cpu, 0.95) / pct(a.cpu, 0.95)
+            worst_p95, worst_ratio = max(worst_p95, pct(b.wall, 0.95)), max(worst_ratio, r95)
+            worst_cpu = max(worst_cpu, pct(b.cpu, 0.95))
+            worst_cpu_ratio = max(worst_cpu_ratio, cpu95)
+            say(f"   {fname:13} {pos:7} "
+                f"{statistics.median(a.wall):6.2f} / {pct(a.wall, 0.95):5.2f} "
+                f"[{pct(a.cpu, 0.95):5.2f}] "
+                f"{statistics.median(b.wall):6.2f} / {pct(b.wall, 0.95):5.2f} "
+                f"[{pct(b.cpu, 0.95):5.2f}] {r50:9.2f} {r95:9.2f} {cpu95:8.2f}")
     say("   rows in the list: " + ", ".join(
         f"{fname} {counts[(label, fname)]:,} at {label}"
         for label in stores for fname, _, _ in WINDOW_FILTERS))
-    figures.append(Figure(f"window p95, worst of 6, at {big_label}", f"{worst_p95:.2f} ms",
-                          "< 5 ms", verdict(worst_p95 < 5)))
+    figures.append(Figure(f"window p95, worst of 6, at {big_label}",
+                          f"{worst_p95:.2f} ms [CPU {worst_cpu:.2f}]", "< 5 ms",
+                          verdict(worst_p95 < 5)))
     figures.append(Figure(f"window p95 ratio {big_label} / {small_label}, worst of 6",
-                          f"{worst_ratio:.2f}×", "≤ 1.5×", verdict(worst_ratio <= 1.5)))
+                          f"{worst_ratio:.2f}× [CPU {worst_cpu_ratio:.2f}×]", "≤ 1.5×",
+                          verdict(worst_ratio <= 1.5)))
     return figures
 
 
@@ -658,18 +688,20 @@ def measure_search(store: Store, label: str, rounds: int) -> list[Figure]:
     rare = rare_order_number(store)
     if rare:
         terms.append(("Latin, one order number", rare))
-    ms: dict[str, list[float]] = {term: [] for _, term in terms}
+    ms: dict[str, Samples] = {term: samples() for _, term in terms}
     for r in range(rounds + 1):
         for _, term in terms:
             f = InboxFilter(search=term)
-            sample(lambda f=f: store.window(f, limit=50), ms[term] if r else [])
+            (ms[term] if r else samples()).add(lambda f=f: store.window(f, limit=50))
     say(f"\n3. Search window (50 rows, open/pending) at {label}, {rounds} rounds, ms")
-    say(f"   {'term':42} {'matching conversations':>22} {'p50':>8} {'p95':>8}")
+    say(f"   {'term':42} {'conversations matching':>22} {'p50':>8} {'p95':>8} {'CPU p95':>8}")
     figures = []
     for kind, term in terms:
         matches = store.count(InboxFilter(search=term, statuses=()))
-        p50, p95 = statistics.median(ms[term]), pct(ms[term], 0.95)
-        say(f"   {kind + ' ' + repr(term):42} {matches:22,} {p50:8.1f} {p95:8.1f}")
+        wall = ms[term].wall
+        p50, p95 = statistics.median(wall), pct(wall, 0.95)
+        say(f"   {kind + ' ' + repr(term):42} {matches:22,} {p50:8.1f} {p95:8.1f} "
+            f"{pct(ms[term].cpu, 0.95):8.1f}")
         figures.append(Figure(f"search p95 {term!r} ({kind})", f"{p95:.1f} ms", "< 50 ms",
                               verdict(p95 < 50)))
     return figures
@@ -740,7 +772,7 @@ def main() -> int:
                     help="with --keep: use the databases already in DIR (skips the ingest figures)")
     ap.add_argument("--conversations", type=int, help="size of the large store (default 100,000)")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--rounds", type=int, default=40, help="repetitions of each window query")
+    ap.add_argument("--rounds", type=int, default=200, help="repetitions of each window query")
     ap.add_argument("--plans", action="store_true", help="print EXPLAIN QUERY PLAN of the queries")
     args = ap.parse_args()
     if args.reuse and not args.keep:
@@ -798,7 +830,7 @@ def run(folder: Path, small_n: int, big_n: int, args: argparse.Namespace) -> int
     say(f"\nstores: {small_label} ({status_mix(small)}); {big_label} ({status_mix(big)}); "
         f"{paths[big_n].stat().st_size / 1e6:,.0f} MB")
     figures += measure_windows({small_label: small, big_label: big}, args.rounds)
-    figures += measure_search(big, big_label, max(5, args.rounds // 4))
+    figures += measure_search(big, big_label, max(5, min(20, args.rounds // 4)))
     if args.plans:
         print_plans(big)
     small.close()

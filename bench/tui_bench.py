@@ -174,6 +174,7 @@ def child_bare(out: Path) -> None:
 
 
 def child_inbox(config_path: Path, out: Path) -> None:
+    stages = {"start": time.time()}
     from replydeck.config.loader import load_config
     from replydeck.tui.app import ReplydeckApp
     from replydeck.tui.widgets import inbox_list
@@ -187,11 +188,14 @@ def child_inbox(config_path: Path, out: Path) -> None:
         return original_render(self, y)
 
     inbox_list.InboxList.render_line = render_line
+    stages["imported"] = time.time()
     config = load_config(config_path, data_dir=config_path.parent)
-    result: dict = {}
+    stages["config"] = time.time()
+    result: dict = {"stages": stages}
 
     class Timed(ReplydeckApp):
         def on_mount(self) -> None:
+            stages["mount"] = time.time()
             probe.wrap(self._driver)
             super().on_mount()
             self.run_worker(self._bench())
@@ -276,6 +280,8 @@ def main() -> None:
             t0, res = run_child(["inbox", str(configs[n])], out)
             assert res["total"] == n, res["total"]
             starts[n].append(res["first_paint"] - t0)
+            if os.environ.get("BENCH_STAGES"):
+                print(n, {k: round(v - t0, 3) for k, v in res["stages"].items()})
             last[n] = res
 
     bare_s = statistics.median(bare)

@@ -66,6 +66,8 @@ _DUE_HORIZON = timedelta(days=60)
 _PRIVATE_KINDS = tuple(k.value for k in Kind if k.is_private)
 _SCOPE_TYPES = "('received','replied','resolved','reopened','breached')"
 NONE_LABEL = "(none)"
+_EXCLUDED = {1: "spam", 2: "closed by rule"}
+_MMAP_BYTES = 1 << 30
 NO_REPLY_LABEL = "(no reply)"
 
 
@@ -324,26 +326,28 @@ def explain(store: Any, conversation_id: int, *, sla: SlaConfig | None = None,
 
 # -- the cache ---------------------------------------------------------------------------
 #: Bump when the meaning of a cached column changes: the cache is then rebuilt.
-CACHE_VERSION = 1
+CACHE_VERSION = 3
 _CACHE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS metrics_state(key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS metrics_seg(
-    c INTEGER NOT NULL, seg INTEGER NOT NULL, cyc INTEGER NOT NULL, nth INTEGER,
-    start INTEGER, n_in INTEGER NOT NULL, reply_at INTEGER, agent TEXT,
+CREATE TABLE IF NOT EXISTS metrics_item(
+    start INTEGER NOT NULL, c INTEGER NOT NULL, seg INTEGER NOT NULL, cyc INTEGER NOT NULL,
+    nth INTEGER NOT NULL, n_in INTEGER NOT NULL, reply_at INTEGER, agent TEXT,
     resolved_at INTEGER, resolved_by TEXT, breach_rec INTEGER NOT NULL,
-    platform TEXT, kind TEXT, urgency INTEGER, tags TEXT, spam INTEGER,
-    cal INTEGER, biz INTEGER, due INTEGER, tgt_why TEXT, late INTEGER,
-    cyc_resolved_at INTEGER, cyc_resolved_by TEXT, res_cal INTEGER, res_biz INTEGER,
-    PRIMARY KEY(c, seg)
+    platform TEXT, kind TEXT, urgency INTEGER, tags TEXT, excl INTEGER NOT NULL,
+    f INTEGER NOT NULL, cal INTEGER, biz INTEGER, due INTEGER, tgt_why TEXT,
+    state INTEGER NOT NULL, cyc_resolved_at INTEGER, cyc_resolved_by TEXT, res_cal INTEGER,
+    res_biz INTEGER,
+    PRIMARY KEY(start, c, seg)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS metrics_seg_start ON metrics_seg(start) WHERE start IS NOT NULL;
-CREATE INDEX IF NOT EXISTS metrics_seg_reply ON metrics_seg(reply_at) WHERE reply_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS metrics_item_c ON metrics_item(c);
 CREATE TABLE IF NOT EXISTS metrics_send(
     c INTEGER NOT NULL, at INTEGER NOT NULL, type TEXT NOT NULL, agent TEXT,
     platform TEXT, kind TEXT, urgency INTEGER, tags TEXT
 );
 CREATE INDEX IF NOT EXISTS metrics_send_c ON metrics_send(c);
-CREATE INDEX IF NOT EXISTS metrics_send_at ON metrics_send(at);
+CREATE INDEX IF NOT EXISTS metrics_send_type ON metrics_send(type, at);
+CREATE INDEX IF NOT EXISTS metrics_send_at
+    ON metrics_send(at, type, agent, platform, kind, urgency, tags);
 """
 
 
@@ -400,6 +404,25 @@ class _Acc:
         self.sla1 = [0, 0, 0]
         self.sla2 = [0, 0, 0]
 
+    def add(self, counts: list[int], lists: list[list[int]]) -> None:
+        (received, new, reopened, spam, by_rule, needed, replied, resolved,
+         f_dec, f_br, f_pen, n_dec, n_br, n_pen) = counts
+        self.received += received
+        self.new += new
+        self.reopened += reopened
+        self.spam += spam
+        self.by_rule += by_rule
+        self.needed += needed
+        self.replied += replied
+        self.resolved += resolved
+        for sla, dec, br, pen in ((self.sla1, f_dec, f_br, f_pen), (self.sla2, n_dec, n_br, n_pen)):
+            sla[0] += dec
+            sla[1] += br
+            sla[2] += pen
+        for mine, more in zip((self.frt, self.frt_b, self.nrt, self.nrt_b, self.res, self.res_b),
+                              lists, strict=True):
+            mine.extend(more)
+
     def figures(self) -> Figures:
         return Figures(
             received=self.received, new_conversations=self.new, reopened=self.reopened,
@@ -411,6 +434,10 @@ class _Acc:
             sla_first=Attainment(*self.sla1), sla_next=Attainment(*self.sla2),
             sent=self.sent, auto_sent=self.auto_sent, failed=self.failed,
             retried=self.retried, unconfirmed=self.unconfirmed)
+
+
+def _ints(text: str | None) -> list[int]:
+    return list(map(int, text.split(","))) if text else []
 
 
 def _dist(values: list[int]) -> Distribution:
@@ -460,11 +487,16 @@ class _Engine:
     def reading(self) -> Iterator[None]:
         """One snapshot for every query of a report (a deferred read transaction)."""
         with self._locked():
+            # A report reads the cache end to end: map the file rather than copy it page
+            # by page through a small cache (restored afterwards).
+            mmap = self.conn.execute("PRAGMA mmap_size").fetchone()[0]
+            self.conn.execute(f"PRAGMA mmap_size={max(int(mmap), _MMAP_BYTES)}")
             self.conn.execute("BEGIN")
             try:
                 yield
             finally:
                 self.conn.execute("ROLLBACK")
+                self.conn.execute(f"PRAGMA mmap_size={int(mmap)}")
 
     def refresh(self) -> None:
         """Bring the cache up to the newest event: only conversations with new events are
@@ -482,7 +514,7 @@ class _Engine:
                 fp = _fingerprint(self.cfg)
                 done = int(state.get("event_id", 0))
                 if state.get("fingerprint") != fp:
-                    self.conn.execute("DELETE FROM metrics_seg")
+                    self.conn.execute("DELETE FROM metrics_item")
                     self.conn.execute("DELETE FROM metrics_send")
                     done = 0
                 top = self.conn.execute("SELECT MAX(id) FROM events").fetchone()[0] or 0
@@ -510,13 +542,13 @@ class _Engine:
     # deriving the cache rows ------------------------------------------------------------
     def _derive(self) -> None:
         c = self.conn
-        c.execute("DELETE FROM metrics_seg WHERE c IN (SELECT id FROM rt_scope)")
+        c.execute("DELETE FROM metrics_item WHERE c IN (SELECT id FROM rt_scope)")
         c.execute("DELETE FROM metrics_send WHERE c IN (SELECT id FROM rt_scope)")
         self._segments()
         self._calendar_tables()
         self._targets()
         c.execute(f"""
-            INSERT INTO metrics_seg
+            INSERT INTO metrics_item
             WITH i AS (
                 SELECT g.*, CASE WHEN g.start IS NOT NULL THEN ROW_NUMBER() OVER
                     (PARTITION BY g.c, g.cyc, g.start IS NULL ORDER BY g.seg) END AS nth
@@ -548,14 +580,21 @@ class _Engine:
                          THEN {self._b('j.cyc_resolved_at')} END AS b2
                 FROM j
             )
-            SELECT c, seg, cyc, nth, start, n_in, reply_at, agent, resolved_at, resolved_by,
-                breach_rec, platform, kind, urgency, tags, spam, cal, biz, due, tgt_why,
-                CASE WHEN due IS NOT NULL AND COALESCE(reply_at, resolved_at) IS NOT NULL
-                     THEN COALESCE(reply_at, resolved_at) >= due END,
+            SELECT start, c, seg, cyc, nth, n_in, reply_at, agent, resolved_at, resolved_by,
+                breach_rec, platform, kind, urgency, tags, excl,
+                CASE WHEN excl THEN 0 WHEN nth = 1 THEN 1 ELSE 2 END,
+                cal, biz, due, tgt_why,
+                CASE WHEN due IS NULL THEN -1
+                     WHEN COALESCE(reply_at, resolved_at) IS NOT NULL THEN
+                        CASE WHEN breach_rec OR COALESCE(reply_at, resolved_at) >= due
+                             THEN 2 ELSE 1 END
+                     WHEN breach_rec THEN 2 ELSE 0 END,
                 cyc_resolved_at, cyc_resolved_by,
                 CASE WHEN nth = 1 THEN cyc_resolved_at - start END,
                 CASE WHEN nth = 1 THEN b2 - b0 END
-            FROM k
+            FROM (SELECT k.*, CASE WHEN spam THEN 1
+                    WHEN reply_at IS NULL AND COALESCE(resolved_by, '') = 'rule' THEN 2
+                    ELSE 0 END AS excl FROM k WHERE start IS NOT NULL)
         """)
         c.execute("""
             INSERT INTO metrics_send
@@ -567,6 +606,12 @@ class _Engine:
             FROM rt_scope s JOIN events e ON e.conversation_id = s.id
             JOIN conversations cv ON cv.id = s.id
             WHERE e.type IN ('auto_replied','reply_failed','reply_retried','reply_unconfirmed')
+        """)
+        # Human replies, from the segments (each ends at most one): ``sent`` by its own time.
+        c.execute("""
+            INSERT INTO metrics_send
+            SELECT g.c, g.reply_at, 'replied', g.agent, cv.platform, cv.kind, cv.urgency, cv.tags
+            FROM rt_seg g JOIN conversations cv ON cv.id = g.c WHERE g.reply_at IS NOT NULL
         """)
 
     def _segments(self) -> None:
@@ -698,14 +743,15 @@ class _Engine:
 
     def aggregate(self, by: str | None, *, lo: int, plo: int,
                   hi: int) -> dict[str, tuple[Figures, Figures]]:
+        """One SQL pass: counts summed and durations concatenated per (period, group)."""
         accs: dict[tuple[int, str], _Acc] = {}
         split = by == "tag"
 
         def targets(p: int, g: str) -> list[_Acc]:
-            out = []
             keys = [""]
             if by is not None:
                 keys += (g.split() or [NONE_LABEL]) if split else [g]
+            out = []
             for k in keys:
                 acc = accs.get((p, k))
                 if acc is None:
@@ -713,85 +759,54 @@ class _Engine:
                 out.append(acc)
             return out
 
-        cache: dict[tuple[int, str], list[_Acc]] = {}
-        now_ms = self.now_ms
-        sql = ("SELECT start, nth, cyc, n_in, reply_at, resolved_by, spam, cal, biz, due, late, "
-               "breach_rec, cyc_resolved_at, res_cal, res_biz, "
-               f"{self._key_sql(by, 'start')} FROM metrics_seg WHERE start >= ? AND start < ?")
-        for (start, nth, cyc, n_in, reply_at, resolved_by, spam, cal, biz, due, late,
-             breach_rec, cyc_resolved_at, res_cal, res_biz, g) in self.conn.execute(
-                sql, (plo, hi)):
-            p = 1 if start >= lo else 0
-            ck = (p, g)
-            group = cache.get(ck)
-            if group is None:
-                group = cache[ck] = targets(p, g)
-            excluded = spam or (reply_at is None and resolved_by == "rule")
-            if due is None:
-                state = -1
-            elif late is not None:
-                state = 2 if late or breach_rec else 1
-            elif breach_rec or now_ms >= due:
-                state = 2
-            else:
-                state = 0
-            for acc in group:
-                acc.received += n_in
-                if nth == 1:
-                    if cyc == 0:
-                        acc.new += 1
-                    else:
-                        acc.reopened += 1
-                    if spam:
-                        acc.spam += 1
-                    elif excluded:
-                        acc.by_rule += 1
-                    else:
-                        acc.needed += 1
-                        if reply_at is not None:
-                            acc.replied += 1
-                        if cyc_resolved_at is not None:
-                            acc.resolved += 1
-                            acc.res.append(res_cal)
-                            acc.res_b.append(res_biz)
-                if excluded:
-                    continue
-                if reply_at is not None:
-                    if nth == 1:
-                        acc.frt.append(cal)
-                        acc.frt_b.append(biz)
-                    else:
-                        acc.nrt.append(cal)
-                        acc.nrt_b.append(biz)
-                if state >= 0:
-                    sla = acc.sla1 if nth == 1 else acc.sla2
-                    if state == 0:
-                        sla[2] += 1
-                    else:
-                        sla[0] += 1
-                        if state == 2:
-                            sla[1] += 1
+        st = "CASE WHEN state = 0 AND :now >= due THEN 2 ELSE state END"
+        sql = f"""
+            SELECT p, g, TOTAL(n_in), TOTAL(nth = 1 AND cyc = 0), TOTAL(nth = 1 AND cyc > 0),
+                TOTAL(nth = 1 AND excl = 1), TOTAL(nth = 1 AND excl = 2),
+                TOTAL(f = 1), TOTAL(f = 1 AND reply_at IS NOT NULL),
+                TOTAL(f = 1 AND cyc_resolved_at IS NOT NULL),
+                TOTAL(f = 1 AND st > 0), TOTAL(f = 1 AND st = 2), TOTAL(f = 1 AND st = 0),
+                TOTAL(f = 2 AND st > 0), TOTAL(f = 2 AND st = 2), TOTAL(f = 2 AND st = 0),
+                group_concat(CASE WHEN f = 1 THEN cal END),
+                group_concat(CASE WHEN f = 1 THEN biz END),
+                group_concat(CASE WHEN f = 2 THEN cal END),
+                group_concat(CASE WHEN f = 2 THEN biz END),
+                group_concat(CASE WHEN f = 1 THEN res_cal END),
+                group_concat(CASE WHEN f = 1 THEN res_biz END)
+            FROM (
+                SELECT start >= :lo AS p, {self._key_sql(by, 'start')} AS g, n_in, nth, cyc,
+                    excl, f, reply_at, cyc_resolved_at, cal, biz, res_cal, res_biz, {st} AS st
+                FROM metrics_item WHERE start >= :plo AND start < :hi
+            ) GROUP BY p, g"""
+        for row in self.conn.execute(sql, {"lo": lo, "plo": plo, "hi": hi,
+                                           "now": self.now_ms}):
+            counts = [int(x) for x in row[2:16]]
+            lists = [_ints(x) for x in row[16:]]
+            for acc in targets(row[0], row[1]):
+                acc.add(counts, lists)
         self._sent(by, lo, plo, hi, targets)
         out: dict[str, tuple[Figures, Figures]] = {}
-        keys = {k for _p, k in accs}
-        for k in keys:
+        for k in {k for _p, k in accs}:
             cur, old = accs.get((1, k)), accs.get((0, k))
             out[k] = (cur.figures() if cur else Figures(), old.figures() if old else Figures())
         return out
 
     def _sent(self, by: str | None, lo: int, plo: int, hi: int, targets: Any) -> None:
-        key = self._key_sql(by, "reply_at")
-        for p, g, n in self.conn.execute(
-                f"SELECT reply_at >= ?, {key}, COUNT(*) FROM metrics_seg "
-                "WHERE reply_at >= ? AND reply_at < ? GROUP BY 1, 2", (lo, plo, hi)):
-            for acc in targets(p, g):
-                acc.sent += n
         key = self._key_sql(by, "at").replace(f"'{NO_REPLY_LABEL}'", "'(unknown)'")
-        names = {"auto_replied": "auto_sent", "reply_failed": "failed",
+        names = {"replied": "sent", "auto_replied": "auto_sent", "reply_failed": "failed",
                  "reply_retried": "retried", "reply_unconfirmed": "unconfirmed"}
-        for p, g, type_, n in self.conn.execute(
+        if by is None:
+            # Index ranges per type, no sort: the common case stays cheap on big stores.
+            marks = ",".join("?" * len(names))
+            rows = [(p, "", type_, int(n)) for type_, cur, total in self.conn.execute(
+                f"SELECT type, TOTAL(at >= ?), COUNT(*) FROM metrics_send WHERE type IN "
+                f"({marks}) AND at >= ? AND at < ? GROUP BY type", (lo, *names, plo, hi))
+                for p, n in ((1, cur), (0, total - cur))]
+        else:
+            rows = self.conn.execute(
                 f"SELECT at >= ?, {key}, type, COUNT(*) FROM metrics_send "
-                "WHERE at >= ? AND at < ? GROUP BY 1, 2, 3", (lo, plo, hi)):
+                "WHERE at >= ? AND at < ? GROUP BY 1, 2, 3", (lo, plo, hi)).fetchall()
+        for p, g, type_, n in rows:
             for acc in targets(p, g):
                 setattr(acc, names[type_], getattr(acc, names[type_]) + n)
 
@@ -813,11 +828,10 @@ class _Engine:
         out = []
         for r in self.conn.execute(
                 "SELECT c, cyc, platform, kind, urgency, tags, start, reply_at, agent, cal, "
-                "biz, due, late, breach_rec, cyc_resolved_at, cyc_resolved_by, res_cal, "
-                f"res_biz, spam, resolved_by FROM metrics_seg WHERE nth = 1 AND {where} "
+                "biz, due, state, breach_rec, cyc_resolved_at, cyc_resolved_by, res_cal, "
+                f"res_biz, excl FROM metrics_item WHERE nth = 1 AND {where} "
                 "ORDER BY start, c, cyc", args):
-            excluded = "spam" if r[18] else (
-                "closed by rule" if r[7] is None and r[19] == "rule" else None)
+            excluded = _EXCLUDED.get(r[18])
             out.append(CycleRow(
                 conversation_id=r[0], cycle=r[1], platform=r[2], kind=r[3],
                 urgency=str(Urgency.from_rank(r[4])), tags=r[5].split(),
@@ -825,34 +839,29 @@ class _Engine:
                 agent=r[8] if r[7] is not None else None,
                 first_response_seconds=_sec(r[9]), first_response_business_seconds=_sec(r[10]),
                 due_at=from_ms(r[11]),
-                breached=self._breached(r[11], r[12], r[13]) if r[11] is not None else None,
+                breached=self._breached(r[11], r[12]) if r[11] is not None else None,
                 resolved_at=from_ms(r[14]), resolved_by=r[15] if r[14] is not None else None,
                 resolution_seconds=_sec(r[16]), resolution_business_seconds=_sec(r[17]),
                 excluded=excluded))
         return out
 
-    def _breached(self, due: int | None, late: int | None, recorded: int) -> bool:
-        if recorded:
-            return True
-        if due is None:
-            return False
-        return bool(late) if late is not None else self.now_ms >= due
+    def _breached(self, due: int | None, state: int) -> bool:
+        return state == 2 or (state == 0 and due is not None and self.now_ms >= due)
 
     def item_rows(self, conversation_id: int) -> list[ItemRow]:
         out = []
         for r in self.conn.execute(
                 "SELECT c, cyc, nth, start, reply_at, agent, resolved_at, resolved_by, cal, biz, "
-                "due, tgt_why, late, breach_rec, spam, n_in FROM metrics_seg "
-                "WHERE c = ? AND start IS NOT NULL ORDER BY seg", (conversation_id,)):
-            excluded = "spam" if r[14] else (
-                "closed by rule" if r[4] is None and r[7] == "rule" else None)
+                "due, tgt_why, state, breach_rec, excl, n_in FROM metrics_item "
+                "WHERE c = ? ORDER BY seg", (conversation_id,)):
+            excluded = _EXCLUDED.get(r[14])
             out.append(ItemRow(
                 conversation_id=r[0], cycle=r[1], first=r[2] == 1,
                 start=from_ms(r[3]) or self.now, reply_at=from_ms(r[4]),
                 agent=r[5] if r[4] is not None else None, resolved_at=from_ms(r[6]),
                 resolved_by=r[7] if r[6] is not None else None, seconds=_sec(r[8]),
                 business_seconds=_sec(r[9]), due_at=from_ms(r[10]), target=r[11] or "",
-                breached=self._breached(r[10], r[12], r[13]), breach_recorded=bool(r[13]),
+                breached=self._breached(r[10], r[12]), breach_recorded=bool(r[13]),
                 excluded=excluded, messages=r[15]))
         return out
 

@@ -20,7 +20,9 @@ from email.message import Message
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from html.parser import HTMLParser
 
-_MSGID = re.compile(r"<[^<>\s]+>")
+# RFC 5322 msg-ids are printable ASCII: anything else (escape codes, bidi controls) in a
+# hostile header is not an id, so it can never reach a remote id or a thread key.
+_MSGID = re.compile(r"<[!-;=?-~]+>")
 # "Re:", "RE:", "Re[2]:", "AW:", "Sv:", "Fwd:" and the Japanese "返信:" / "転送:" prefixes.
 _REPLY_PREFIX = re.compile(r"^\s*(?:(?:re|aw|sv|antw|fw|fwd)(?:\[\d+\])?\s*[:：]|返信\s*[:：]|"
                            r"転送\s*[:：])\s*", re.IGNORECASE)

@@ -99,6 +99,7 @@ class MetaMessagingSource(BaseSource):
         self._private_replied: set[str] = set()
         #: Customer id -> conversation id, for webhook events (which carry no thread id).
         self._conversation_ids: dict[str, str] = {}
+        self._people: dict[str, Author] = {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, {self.account_id!r})"
@@ -146,6 +147,7 @@ class MetaMessagingSource(BaseSource):
                         newest = Mark.advance(newest, message.created_at, message.remote_id)
                         if message.direction == Direction.IN:
                             self._conversation_ids[message.author.id] = conv_id
+                            self._people[message.author.id] = message.author
             if reached:
                 break
         state.dm = newest
@@ -182,9 +184,16 @@ class MetaMessagingSource(BaseSource):
 
     # -- window ------------------------------------------------------------------------
     def reply_window(self, reply_to: Message | None, now: datetime | None = None, *,
-                     private: bool = True, thread_key: str | None = None,
+                     private: bool | None = None, thread_key: str | None = None,
                      tag: str | None = None) -> WindowInfo:
-        """Whether a reply to ``reply_to`` may go out at ``now`` (for the composer)."""
+        """Whether a reply to ``reply_to`` may go out at ``now`` (for the composer).
+
+        ``private`` defaults to the kind of thread: a DM thread is private, a comment
+        thread public (pass ``private=True`` for a private reply to the comment).
+        """
+        if private is None:
+            thread = thread_key or (reply_to.thread_key if reply_to is not None else "")
+            private = (thread or "").startswith("dm:")
         comment_id = _comment_id(reply_to) if reply_to is not None else ""
         replied = comment_id in self._private_replied or (
             reply_to is not None and reply_to.raw.get("can_reply_privately") is False)
@@ -353,6 +362,7 @@ class MetaMessagingSource(BaseSource):
         outbound = message.get("is_echo") is True or sender_id in self.own_ids
         customer = recipient_id if outbound else sender_id
         conv_id = await self.conversation_for(customer)
+        person = self._people.get(customer) or Author(id=customer)
         text = text_of(message.get("text"))
         if not text and isinstance(message.get("attachments"), list):
             kinds = {sanitize_line(text_of(a.get("type"))) for a in message["attachments"]
@@ -360,7 +370,7 @@ class MetaMessagingSource(BaseSource):
             text = "[" + ", ".join(sorted(k for k in kinds if k)) + "]"
         return Message(
             source=self.name, remote_id=mid, platform=self.platform, kind=Kind.DM,
-            author=self._own_author() if outbound else Author(id=customer),
+            author=self._own_author() if outbound else person,
             text=sanitize_text(text),
             created_at=datetime.fromtimestamp(stamp / 1000, tz=UTC),
             direction=Direction.OUT if outbound else Direction.IN,
@@ -375,12 +385,16 @@ class MetaMessagingSource(BaseSource):
             "GET", f"/{self.inbox_id}/conversations", what="conversation lookup",
             permission=self.perms["messages"],
             params={"platform": self.conversation_platform, "user_id": customer_id,
-                    "fields": "id"})
+                    "fields": "id,participants"})
         convs = _data(data)
         conv_id = id_of(convs[0].get("id")) if convs else ""
         if not conv_id:
             raise TransientError(f"{self.graph.label} knows no conversation with this "
                                  "sender yet")
+        # The participants name the customer, which the webhook event does not.
+        for who in _data(convs[0].get("participants")):
+            if id_of(who.get("id")) == customer_id:
+                self._people[customer_id] = self._person(who)
         self._conversation_ids[customer_id] = conv_id
         return conv_id
 

@@ -12,7 +12,8 @@
   one more (``room:<room>``). Our own events come back as outbound messages.
 * Replies: ``PUT /rooms/{room}/send/m.room.message/{txnId}`` with txnId = the reply's
   idempotency key: a retransmit with the same access token returns the original event id,
-  so a repeat after a crash cannot post twice.
+  so a repeat after a crash cannot post twice. A private reply to someone in a shared room
+  goes to our direct chat with them (found in ``m.direct``, or created and recorded there).
 * Rate limits: ``M_LIMIT_EXCEEDED`` with ``Retry-After`` (v1.10+) or the older
   ``retry_after_ms``.
 """
@@ -510,11 +511,11 @@ class MatrixSource(BaseSource):
         room_id = raw.get("room_id") or _room_from_key(reply.thread_key)
         if not isinstance(room_id, str) or not room_id:
             raise PermanentError("cannot tell which Matrix room this conversation is in")
-        if reply.private and parent is not None and parent.kind is not Kind.DM:
-            # Answering "privately" in a shared room would post it for everyone to read.
-            raise PermanentError("this conversation is in a shared Matrix room, where every "
-                                 "member reads replies; send it as a public reply, or start "
-                                 "a direct chat with the person in your Matrix client")
+        sender = raw.get("sender")
+        # A private answer to someone in a shared room goes to a direct chat with them.
+        to_dm = reply.private and parent is not None and parent.kind is not Kind.DM
+        if to_dm and (not isinstance(sender, str) or sender == self.user_id):
+            raise PermanentError("cannot tell whom to answer privately in this Matrix room")
         length = check_reply(reply.body, self.limits, reply.private)
         if not length.ok:
             raise PermanentError(f"the reply is too long for a Matrix event: "
@@ -524,6 +525,9 @@ class MatrixSource(BaseSource):
         content: dict[str, Any] = {"msgtype": "m.text", "body": reply.body}
         parent_event = raw.get("event_id")
         thread_root = raw.get("thread_root")
+        if to_dm:
+            # The parent lives in another room: a relation to it would dangle.
+            parent_event = thread_root = None
         if isinstance(parent_event, str):
             relates: dict[str, Any] = {"m.in_reply_to": {"event_id": parent_event}}
             if isinstance(thread_root, str):
@@ -531,12 +535,13 @@ class MatrixSource(BaseSource):
                 relates.update({"rel_type": "m.thread", "event_id": thread_root,
                                 "is_falling_back": True})
             content["m.relates_to"] = relates
-        sender = raw.get("sender")
         if isinstance(sender, str) and sender != self.user_id:
             content["m.mentions"] = {"user_ids": [sender]}
         if len(_encode(content)) > MAX_EVENT_BYTES - 2048:
             raise PermanentError("the reply is too long for a Matrix event (65536 bytes "
                                  "including its encoding)")
+        if to_dm:
+            room_id = await self._direct_room_with(str(sender))
         path = (f"/rooms/{quote(room_id, safe='')}/send/m.room.message/"
                 f"{quote(reply.idempotency_key, safe='')}")
         body = await self._call("PUT", path, json_body=content, what="sending the reply",
@@ -561,9 +566,43 @@ class MatrixSource(BaseSource):
             url=_matrix_to(room_id, event_id),
             raw={"room_id": room_id, "event_id": event_id, "sender": self.user_id,
                  "thread_root": thread_root if isinstance(thread_root, str) else None,
-                 "msgtype": "m.text"},
+                 "msgtype": "m.text", "private": to_dm},
         )
         return Receipt(remote_id=event_id, url=message.url, sent_at=sent_at, message=message)
+
+    async def _direct_room_with(self, user: str) -> str:
+        """Our direct chat with ``user``: the one in m.direct we are still in, or a new one.
+
+        m.direct is written right after the room is created, so a retry after a crash
+        finds the room again and the txnId dedupes the message; at worst a crash between
+        the two leaves one empty extra room, never a second message."""
+        me = quote(self.user_id, safe="")
+        try:
+            direct = await self._call("GET", f"/user/{me}/account_data/m.direct",
+                                      what="reading direct chats")
+        except AuthError:
+            raise
+        except PermanentError:  # M_NOT_FOUND: no direct chats yet
+            direct = {}
+        joined = await self._call("GET", "/joined_rooms", what="joined rooms")
+        joined_ids = set(_list(joined.get("joined_rooms")))
+        rooms = [r for r in _list(direct.get(user)) if isinstance(r, str)]
+        for room in rooms:
+            if room in joined_ids:
+                return room
+        body = await self._call("POST", "/createRoom", what="starting a direct chat",
+                                json_body={"preset": "trusted_private_chat",
+                                           "is_direct": True, "invite": [user]})
+        room_id = body.get("room_id")
+        if not isinstance(room_id, str):
+            raise TransientError(f"malformed answer from matrix: createRoom gave "
+                                 f"{describe_json(body)}")
+        updated = {k: v for k, v in direct.items() if isinstance(v, list)}
+        updated[user] = [*rooms, room_id]
+        await self._call("PUT", f"/user/{me}/account_data/m.direct", json_body=updated,
+                         what="recording the direct chat")
+        self._members[room_id] = 1
+        return room_id
 
     # -- doctor ------------------------------------------------------------------------
     async def check(self) -> CheckResult:

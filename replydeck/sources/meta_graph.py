@@ -22,6 +22,8 @@ It also holds the Messenger-policy rules both sources apply before sending
 from __future__ import annotations
 
 import json
+import logging
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -72,6 +74,32 @@ PERMISSIONS = {
         "comment": "instagram_manage_comments",
     },
 }
+
+
+_TOKEN_IN_URL = re.compile(r"(access_token=)[^&\s\"']+")
+
+
+class _RedactAccessToken(logging.Filter):
+    """httpx logs every request URL at INFO, and Graph's token is a URL parameter: mask it
+    before any handler (the log file) sees it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any("access_token=" in str(a)
+                                                  for a in record.args):
+            record.args = tuple(_TOKEN_IN_URL.sub(r"\1<redacted>", str(a))
+                                if "access_token=" in str(a) else a for a in record.args)
+        if isinstance(record.msg, str) and "access_token=" in record.msg:
+            record.msg = _TOKEN_IN_URL.sub(r"\1<redacted>", record.msg)
+        return True
+
+
+def _install_redaction() -> None:
+    logger = logging.getLogger("httpx")
+    if not any(isinstance(f, _RedactAccessToken) for f in logger.filters):
+        logger.addFilter(_RedactAccessToken())
+
+
+_install_redaction()
 
 
 @dataclass(frozen=True)
@@ -212,9 +240,13 @@ def graph_error(status: int, data: Any, *, platform: str, what: str, permission:
     label = "Instagram" if platform == "instagram" else "Facebook"
     err = data.get("error") if isinstance(data, dict) else None
     if not isinstance(err, dict):
-        if status >= 500 or status == 429:
+        if status == 429:
+            when = retry_at or utcnow() + DEFAULT_BLOCK
+            return RateLimited(f"{label} answered 429 on {what}; waiting until "
+                               f"{when:%H:%M} UTC", retry_at=when)
+        if status >= 500:
             return TransientError(f"{label} server error {status} on {what}",
-                                  retry_at=retry_at, maybe_sent=mutating and status != 429)
+                                  retry_at=retry_at, maybe_sent=mutating)
         return TransientError(f"malformed answer from {label} on {what}: HTTP {status}, "
                               f"{describe_json(data) if data is not None else 'not JSON'}",
                               maybe_sent=mutating)

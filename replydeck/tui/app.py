@@ -22,10 +22,8 @@ from textual.binding import Binding
 from replydeck.config.keys import KeysConfig
 from replydeck.config.loader import Config
 from replydeck.inbox.model import Author, Conversation, Urgency, utcnow
-from replydeck.inbox.outbox import limits_for as source_limits
 from replydeck.inbox.store import Store
 from replydeck.sources.base import Limits
-from replydeck.tui.commands import ActionsProvider
 from replydeck.tui.keymap import keymap
 from replydeck.tui.screens.inbox import InboxScreen, make_screen
 from replydeck.tui.screens.prompt import ConfirmScreen
@@ -37,10 +35,17 @@ CHANGE_POLL_S = 0.5
 TICK_S = 5.0
 
 
+def _actions_provider() -> Any:
+    # Imported when the palette first opens, not on the way to the first frame.
+    from replydeck.tui.commands import ActionsProvider
+
+    return ActionsProvider
+
+
 class ReplydeckApp(App[int]):
     # Absolute, so subclasses defined elsewhere (tests, the bench) find it too.
     CSS_PATH = Path(__file__).with_name("app.tcss")
-    COMMANDS = App.COMMANDS | {ActionsProvider}
+    COMMANDS = App.COMMANDS | {_actions_provider}
     BINDINGS = [Binding("ctrl+q", "quit", "quit", show=False, priority=True)]
     ENABLE_COMMAND_PALETTE = True
 
@@ -192,7 +197,12 @@ class ReplydeckApp(App[int]):
     def limits_for(self, conv: Conversation) -> Limits:
         for table in self.config.sources:
             if table.name == conv.source and table.source is not None:
-                return source_limits(table.source, conv.platform)
+                # As the outbox does (outbox.limits_for): multi-platform sources such as
+                # the demo have limits per platform.
+                per_platform = getattr(table.source, "limits_for", None)
+                if callable(per_platform):
+                    return per_platform(conv.platform)
+                return table.source.limits
         return Limits()
 
     @property

@@ -437,3 +437,33 @@ async def test_fake_homeserver_matches_synapse_shapes(matrix_server, alice_token
         fake.stop()
         real.close()
         fake_c.close()
+
+
+async def test_private_reply_from_a_shared_room_arrives_in_a_direct_chat(
+        bob, make_source, matrix_server):
+    carol = Client(matrix_server.url, matrix_server.login("carol", "carolpass"))
+    src = make_source()
+    cursor = (await src.fetch(None)).cursor
+    room = bob.create_room([ALICE, CAROL], direct=False)
+    carol.join(room)
+    bob.say(room, "I was charged twice, can we talk privately?")
+    got, cursor = await drain(src, cursor, room)
+    msg = got[-1]
+    assert msg.kind is not Kind.DM
+    private = reply_to(msg, f"p-{uuid.uuid4().hex}", "Sure, refund details here.")
+    private.private = True
+    receipt = await src.send(private)
+    await make_source().send(private)  # a retry after a crash: no second room or message
+
+    body = bob.sync(bob.since)
+    bob.since = body["next_batch"]  # (Synapse caches a repeated /sync answer for a while)
+    invites = body.get("rooms", {}).get("invite", {})
+    assert len(invites) == 1
+    dm_room = next(iter(invites))
+    bob.join(dm_room)
+    seen = [e for e in bob.new_events(dm_room) if e["sender"] == ALICE]
+    assert [e["event_id"] for e in seen] == [receipt.remote_id]
+    assert all(e["sender"] != ALICE for e in carol.new_events(room))
+    ours, _ = await drain(make_source(), cursor, dm_room)  # read back by a fresh process
+    assert [(m.remote_id, m.direction, m.thread_key) for m in ours] == [
+        (receipt.remote_id, Direction.OUT, f"dm:{dm_room}")]

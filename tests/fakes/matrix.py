@@ -37,6 +37,7 @@ class FakeMatrix:
         self.tokens: dict[str, str] = {}  # token -> user id
         self.rooms: dict[str, Room] = {}
         self.txns: dict[tuple[str, str], str] = {}  # (token, txnId) -> event id
+        self.account_data: dict[tuple[str, str], Any] = {}  # (user, type) -> content
         self._pos = itertools.count(1)
         self._ids = itertools.count(1)
         self.ts = int(time.time() * 1000)  # servers stamp events with their own clock
@@ -121,6 +122,27 @@ class FakeMatrix:
         @authed
         def whoami(req: FakeRequest, user: str) -> FakeResponse:
             return FakeResponse(200, {"user_id": user, "device_id": "FAKEDEVICE"})
+
+        @route("GET", API + r"/user/(?P<user>[^/]+)/account_data/(?P<type>[^/]+)")
+        @authed
+        def get_account_data(req: FakeRequest, user: str) -> FakeResponse:
+            data = self.account_data.get((user, req.params["type"]))
+            if data is None:
+                return self.error(404, "M_NOT_FOUND", "Account data not found")
+            return FakeResponse(200, data)
+
+        @route("PUT", API + r"/user/(?P<user>[^/]+)/account_data/(?P<type>[^/]+)")
+        @authed
+        def put_account_data(req: FakeRequest, user: str) -> FakeResponse:
+            self.account_data[(user, req.params["type"])] = req.json()
+            return FakeResponse(200, {})
+
+        @route("POST", API + "/createRoom")
+        @authed
+        def create_room(req: FakeRequest, user: str) -> FakeResponse:
+            body = req.json()
+            room_id = self.add_room([user], invited=list(body.get("invite", [])))
+            return FakeResponse(200, {"room_id": room_id})
 
         @route("GET", API + "/joined_rooms")
         @authed

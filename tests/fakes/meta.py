@@ -402,6 +402,10 @@ class FakeMeta:
             fields = sub.sub or {"id": FieldSpec("id"), "created_time": FieldSpec("created_time")}
             out["messages"] = {"data": [self._render_dm(m, fields, conv.platform)
                                         for m in msgs]}
+            if msgs:
+                # Nested edges page like top-level ones; only the cursors are kept here.
+                out["messages"]["paging"] = {"cursors": {"before": "QVFIUmRlZAZDZD",
+                                                         "after": "QVFIUmFmdGVyZAZDZD"}}
         return out
 
     def _render_comment(self, c: Comment, spec: dict[str, FieldSpec]) -> dict[str, Any]:

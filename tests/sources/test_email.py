@@ -230,6 +230,13 @@ def test_machine_mail_is_flagged(headers, automated):
     assert parse_bytes(crlf(headers + "Subject: x\n\nbody")).automated is automated
 
 
+def test_hostile_message_ids_are_not_ids():
+    raw = (b"From: a@example.com\r\nMessage-ID: <evil\x1b[2J@x>\r\n"
+           b"References: <ok@x> <bad\xe2\x80\xae@x>\r\n\r\nhi")
+    p = parse_bytes(raw)
+    assert p.message_id is None and p.references == ["<ok@x>"]
+
+
 def test_garbage_does_not_raise():
     for raw in (b"", b"\xff\xfe\x00garbage", b"Subject: =?bogus?Q?x?=\r\n\r\nbody",
                 b"Content-Type: text/plain; charset=x-unknown\r\n\r\n\xe9t\xe9",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -186,6 +187,8 @@ async def test_private_reply_once_per_comment_checked_before_calling(fake: FakeM
     src = source(fake, page, messages=False)
     [msg] = (await src.fetch(None)).items
     assert src.reply_window(msg, private=True).open
+    public = src.reply_window(msg)  # a comment thread: public by default, no time limit
+    assert public.open and "public" in public.reason
     receipt = await src.send(reply_to(msg, "Let's sort it out in private", private=True))
     [dm] = fake.messages_to(bob)
     assert receipt.remote_id == dm.id and dm.text == "Let's sort it out in private"
@@ -331,6 +334,10 @@ async def test_server_errors_timeouts_and_malformed_answers_are_transient(
     jane = fake.add_person("Jane")
     fake.dm(page, jane, "hi")
     src = source(fake, page, timeout=0.3)
+    fake.server.inject(Fault(response=FakeResponse(429, "slow down")))
+    with pytest.raises(RateLimited) as limited:
+        await src.fetch(None)
+    assert limited.value.retry_at is not None and limited.value.retry_at > utcnow()
     fake.server.inject(Fault(response=FakeResponse(503, "<html>down</html>")))
     with pytest.raises(TransientError, match="server error 503"):
         await src.fetch(None)
@@ -504,3 +511,16 @@ async def test_comment_reply_end_to_end_survives_a_lost_answer(
     finally:
         store.close()
         await src.close()
+
+
+async def test_the_token_never_reaches_the_logs(fake: FakeMeta,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    page = fake.add_page()
+    token = fake.issue_token(page)
+    caplog.set_level(logging.DEBUG)
+    src = source(fake, page, token)
+    await src.fetch(None)
+    await src.close()
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "access_token=<redacted>" in logged  # httpx logged the request...
+    assert token not in logged  # ...without the token

@@ -257,16 +257,34 @@ async def test_reply_in_a_thread_stays_in_the_thread(hs, source):
                    "m.in_reply_to": {"event_id": ev}}
 
 
-async def test_private_reply_in_a_shared_room_is_refused_not_posted_publicly(hs, source):
+async def test_private_reply_in_a_shared_room_goes_to_a_direct_chat(hs, source):
     room = hs.add_room([BOB, CAROL, ME])
-    hs.say(room, BOB, "my card number is ...")
+    hs.say(room, BOB, "my card was charged twice")
     src = source()
     msg = (await src.fetch(None)).items[0]
-    private = reply(msg)
+    private = reply(msg, body="I refunded it, details here.", key="priv-1")
     private.private = True
-    with pytest.raises(PermanentError, match="shared Matrix room"):
-        await src.send(private)
-    assert hs.messages_in(room, ME) == []
+    receipt = await src.send(private)
+    assert hs.messages_in(room, ME) == []  # nothing visible to the shared room
+    [dm] = [r for r in hs.rooms.values() if BOB in r.invited]
+    assert dm.members == [ME]
+    [sent] = hs.messages_in(dm.room_id, ME)
+    assert sent["event_id"] == receipt.remote_id
+    assert sent["content"]["body"] == "I refunded it, details here."
+    assert "m.relates_to" not in sent["content"]  # its parent is in another room
+    assert hs.account_data[(ME, "m.direct")] == {BOB: [dm.room_id]}
+    assert receipt.message is not None and receipt.message.raw["private"] is True
+    assert receipt.message.thread_key == msg.thread_key
+
+    # after a crash the retry finds the same direct chat; the txnId dedupes the message
+    again = await source().send(private)
+    assert again.remote_id == receipt.remote_id
+    assert len([r for r in hs.rooms.values() if BOB in r.invited]) == 1
+    # a later private answer reuses the direct chat
+    other = reply(msg, body="One more thing.", key="priv-2")
+    other.private = True
+    await source().send(other)
+    assert len(hs.messages_in(dm.room_id, ME)) == 2
 
 
 async def test_too_long_reply_is_refused_before_sending(hs, source):

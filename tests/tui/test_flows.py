@@ -474,7 +474,7 @@ async def test_outbox_retry_and_cancel_into_draft(make_app, store):
                         now=data.NOW + timedelta(days=3650))
     store.mark_failed(failed.id, "HTTP 500 from the platform")
     async with app.run_test(size=(100, 30)) as pilot:
-        assert "1 failed" in screen_text(pilot)
+        await until(pilot, lambda: "1 failed" in screen_text(pilot))
         await pilot.press("o")
         await until(pilot, lambda: isinstance(app.screen, OutboxScreen))
         assert "HTTP 500" in screen_text(pilot)

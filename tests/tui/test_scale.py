@@ -10,7 +10,7 @@ from replydeck.inbox.model import Status
 from replydeck.inbox.store import InboxFilter
 from replydeck.tui.widgets.inbox_list import MAX_BLOCK
 from tests.tui import data
-from tests.tui.helpers import screen_of
+from tests.tui.helpers import screen_of, until
 
 N = 1500
 
@@ -75,7 +75,7 @@ async def test_done_far_down_keeps_position(make_app, big_store):
         inbox.move_to(1000)
         target, after = inbox.current.id, inbox.row(1001).id
         big_store.set_status([target], Status.DONE)
-        app._poll_changes()
+        await until(pilot, lambda: inbox.current.status == Status.DONE)
         assert inbox.current.id == target  # "All" still lists done ones, re-sorted
         await pilot.press("1")
         needs = InboxFilter(needs_reply=True)

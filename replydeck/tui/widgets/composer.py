@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -24,12 +25,14 @@ from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import Static, TextArea
 
-from replydeck.inbox import textlen
 from replydeck.inbox.model import Conversation
 from replydeck.inbox.sanitize import is_inert, sanitize_text
 from replydeck.sources.base import Limits
 from replydeck.tui import fmt
 from replydeck.tui.keymap import composer_bindings
+
+if TYPE_CHECKING:
+    from replydeck.inbox.textlen import LengthCheck
 
 DRAFT_DEBOUNCE_S = 0.5
 
@@ -115,9 +118,11 @@ class Composer(Vertical):
         self._flush()
         self.conversation = None
 
-    def check(self) -> textlen.LengthCheck | None:
+    def check(self) -> LengthCheck | None:
         if self.conversation is None:
             return None
+        from replydeck.inbox import textlen  # the regex tables load on the first reply
+
         return textlen.check_reply(self.body, self.limits_for(self.conversation), self.private)
 
     def _update(self) -> None:

@@ -206,9 +206,10 @@ class InboxList(ScrollView, can_focus=True, inherit_bindings=False):
             if self.read is None:
                 self._set_total(self.store.count(f))
             else:
+                # After this frame is on screen: on a big store the count takes a while.
                 generation = self._generation
-                self.run_worker(self._count_later(f, generation), group="inbox-count",
-                                exclusive=True)
+                self.call_after_refresh(lambda: self.run_worker(
+                    self._count_later(f, generation), group="inbox-count", exclusive=True))
 
     async def _count_later(self, f: InboxFilter, generation: int) -> None:
         assert self.read is not None
