@@ -26,10 +26,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from replydeck.config.sla import from_mapping  # noqa: E402
-from replydeck.inbox import metrics  # noqa: E402
-from replydeck.inbox.schema import NO_DUE  # noqa: E402
-from replydeck.inbox.store import Store  # noqa: E402
+from replydeck.config.sla import from_mapping
+from replydeck.inbox import metrics
+from replydeck.inbox.schema import NO_DUE
+from replydeck.inbox.store import Store
 
 UTC = timezone.utc
 END = datetime(2026, 11, 2, 0, 0, tzinfo=UTC)
@@ -179,6 +179,8 @@ def main() -> None:
         "SELECT sum(at) FROM events").fetchone())
     # The first report after an upgrade or a change to [sla]/[business_hours] derives the
     # cache from every event; later reports only catch up on new events.
+    for table in ("metrics_item", "metrics_send", "metrics_state"):
+        store.conn.execute(f"DROP TABLE IF EXISTS {table}")
     timed("first report: builds the metrics cache", lambda: metrics.compute(
         store, whole, sla=sla, now=now))
     results = {}

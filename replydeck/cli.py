@@ -41,9 +41,16 @@ def _now() -> datetime:
     return utcnow()
 
 
+#: Libraries that log whole request URLs: Telegram puts the bot token in the path and the
+#: Graph API takes ``access_token`` in the query, so their INFO lines would leak secrets.
+QUIET_LOGGERS = ("httpx", "httpcore", "hpack", "urllib3")
+
+
 def _setup_logging(data_dir: Path | None, verbose: bool) -> None:
     root = logging.getLogger()
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     if data_dir is not None:
         try:
@@ -650,6 +657,10 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--since", default="7d", help="conversations active in this period (7d)")
     rt.add_argument("--json", action="store_true")
     rt.set_defaults(func=cmd_rules_test)
+
+    from replydeck.webhook_cli import register as register_webhooks
+
+    register_webhooks(sub)
 
     o = sub.add_parser("outbox", help="replies not yet delivered; retry, confirm or cancel")
     o.add_argument("action", nargs="?", choices=["list", "retry", "confirm", "cancel"],

@@ -27,6 +27,17 @@ the platform never times out and retries for a slow lookup.
 
 With webhooks on, a Facebook/Instagram source should be configured with
 ``webhooks = true``: its polling then slows to a safety net (``poll_interval`` × 10).
+
+Config::
+
+    [webhooks]
+    listen = "127.0.0.1:8787"        # behind an HTTPS reverse proxy
+    max_body = 1000000               # bytes; larger requests get 413
+    [webhooks.meta]
+    app_secret = "env:META_APP_SECRET"
+    verify_token = "env:META_VERIFY_TOKEN"
+
+Meta callback URL: ``https://<host>/webhooks/meta``; LINE: ``https://<host>/webhooks/line``.
 """
 
 from __future__ import annotations
@@ -295,7 +306,7 @@ class WebhookReceiver:
         if obj not in ("page", "instagram") or not isinstance(entries, list):
             raise Refused(400, "Meta event without object page/instagram and an entry list")
         digest = hashlib.sha256(req.body).hexdigest()
-        if self._seen(f"meta:{digest}"):
+        if self._seen(f"meta:{digest}", remember=False):
             return 200, "ok (already stored)"
         work = [(entry, self._meta_source(obj, entry)) for entry in entries
                 if isinstance(entry, dict)]
@@ -312,7 +323,10 @@ class WebhookReceiver:
                 return source
         return None
 
-    async def _meta_entries(self, work: list[tuple[dict[str, Any], Any]]) -> None:
+    async def _meta_entries(self, work: list[tuple[dict[str, Any], Any]]) -> bool:
+        """Store every entry's messages; False when some could not be (then a redelivery
+        of the same body is processed again instead of skipped)."""
+        complete = True
         for entry, source in work:
             if source is None:
                 log.warning("Meta event for an account no source is configured for "
@@ -325,8 +339,10 @@ class WebhookReceiver:
                 # picks these messages up later.
                 log.warning("Meta event for %s not stored: %s", source.name,
                             type(exc).__name__ if not _safe(exc) else exc)
+                complete = False
                 continue
             await self._ingest(source, messages)
+        return complete
 
     # -- LINE ----------------------------------------------------------------------------
     async def _line_event(self, req: Request) -> tuple[int, str]:
@@ -364,24 +380,25 @@ class WebhookReceiver:
         await self._process(self._line_events(source, fresh), None)
         return 200, "ok"
 
-    async def _line_events(self, source: Any, events: list[Any]) -> None:
+    async def _line_events(self, source: Any, events: list[Any]) -> bool:
         try:
             messages = await source.webhook_messages({"events": events})
         except Exception as exc:
             log.warning("LINE event for %s not stored: %s", source.name,
                         type(exc).__name__ if not _safe(exc) else exc)
-            return
+            return False
         await self._ingest(source, messages)
         for event in events:
             key = event.get("webhookEventId") if isinstance(event, dict) else None
             if isinstance(key, str):
                 self._seen(f"line:{key}")
+        return True
 
     # -- storing -------------------------------------------------------------------------
     async def _process(self, work: Any, done_key: str | None) -> None:
         async def run() -> None:
-            await work
-            if done_key:
+            complete = await work
+            if done_key and complete:
                 self._seen(done_key)
 
         task = asyncio.ensure_future(run())

@@ -67,6 +67,10 @@ _PRIVATE_KINDS = tuple(k.value for k in Kind if k.is_private)
 _SCOPE_TYPES = "('received','replied','resolved','reopened','breached')"
 NONE_LABEL = "(none)"
 _EXCLUDED = {1: "spam", 2: "closed by rule"}
+#: Conversations derived per write transaction while the cache catches up.
+_CHUNK = 20_000
+#: Page cache while deriving (negative: KiB).
+_CACHE_KIB = -131_072
 _MMAP_BYTES = 1 << 30
 NO_REPLY_LABEL = "(no reply)"
 
@@ -500,13 +504,14 @@ class _Engine:
 
     def refresh(self) -> None:
         """Bring the cache up to the newest event: only conversations with new events are
-        recomputed; a changed ``[sla]``/``[business_hours]`` config rebuilds it all."""
-        with self._locked():
-            try:
-                self.conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise MetricsError(f"cannot update the report cache: {exc}") from exc
-            try:
+        recomputed; a changed ``[sla]``/``[business_hours]`` config rebuilds it all.
+
+        The work is done in short write transactions of :data:`_CHUNK` conversations, so a
+        first build over a big store never holds the database long enough to make the
+        poller or the inbox wait; the high-water mark moves only when every chunk is in.
+        """
+        with self._locked(), self._big_cache():
+            with self._write():
                 for statement in _CACHE_SCHEMA.split(";"):
                     if statement.strip():
                         self.conn.execute(statement)
@@ -517,23 +522,52 @@ class _Engine:
                     self.conn.execute("DELETE FROM metrics_item")
                     self.conn.execute("DELETE FROM metrics_send")
                     done = 0
+                    self._set_state(fp, 0)
                 top = self.conn.execute("SELECT MAX(id) FROM events").fetchone()[0] or 0
-                if top > done:
+                if top <= done:
+                    return
+                changed = [r[0] for r in self.conn.execute(
+                    "SELECT DISTINCT conversation_id FROM events WHERE id > ? AND "
+                    "conversation_id IS NOT NULL ORDER BY 1", (done,))]
+            for i in range(0, len(changed), _CHUNK):
+                with self._write():
                     self._fresh("rt_scope", "id INTEGER PRIMARY KEY")
-                    self.conn.execute(
-                        "INSERT INTO rt_scope SELECT DISTINCT conversation_id FROM events "
-                        "WHERE id > ? AND conversation_id IS NOT NULL", (done,))
+                    self.conn.executemany("INSERT INTO rt_scope VALUES(?)",
+                                          [(c,) for c in changed[i:i + _CHUNK]])
                     self._derive()
-                self.conn.executemany(
-                    "INSERT INTO metrics_state(key, value) VALUES(?, ?) ON CONFLICT(key) "
-                    "DO UPDATE SET value=excluded.value",
-                    [("fingerprint", fp), ("event_id", str(max(top, done)))])
-                for name in ("rt_scope", "rt_seg", "rt_bh", "rt_bhe", "rt_tgt"):
-                    self.conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            self.conn.execute("COMMIT")
+                    for name in ("rt_scope", "rt_seg", "rt_bh", "rt_bhe", "rt_tgt"):
+                        self.conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
+            with self._write():
+                self._set_state(fp, top)
+
+    @contextmanager
+    def _big_cache(self) -> Iterator[None]:
+        """A larger page cache while rows go into the cache's b-trees (restored after)."""
+        size = self.conn.execute("PRAGMA cache_size").fetchone()[0]
+        self.conn.execute(f"PRAGMA cache_size={_CACHE_KIB}")
+        try:
+            yield
+        finally:
+            self.conn.execute(f"PRAGMA cache_size={int(size)}")
+
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise MetricsError(f"cannot update the report cache: {exc}") from exc
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def _set_state(self, fp: str, event_id: int) -> None:
+        self.conn.executemany(
+            "INSERT INTO metrics_state(key, value) VALUES(?, ?) ON CONFLICT(key) "
+            "DO UPDATE SET value=excluded.value",
+            [("fingerprint", fp), ("event_id", str(event_id))])
 
     def _fresh(self, name: str, columns: str) -> None:
         self.conn.execute(f"DROP TABLE IF EXISTS temp.{name}")

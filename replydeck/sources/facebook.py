@@ -26,13 +26,22 @@ Replies:
 
 Graph has no idempotency key. After a crash mid-send :meth:`find_sent` looks for our text
 among the Page's latest messages in the conversation / replies under the comment.
+
+Config (``[[sources]] type = "facebook"``): ``page_id`` (string of digits), ``token``
+(secret: a Page access token with pages_messaging, pages_read_engagement,
+pages_read_user_content, pages_manage_engagement), ``graph_version`` (default
+``v25.0``), ``api_base`` (default ``https://graph.facebook.com``), and optionally
+``posts_limit`` (recent posts whose comments are read, default 10), ``messages`` /
+``comments`` (true), ``webhooks`` (false; true slows polling ×10), ``timeout`` (30 s).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -573,14 +582,16 @@ class FacebookSource(MetaMessagingSource):
         out: list[Message] = []
         for event in entry.get("messaging") or []:
             if isinstance(event, dict):
-                msg = await self.messaging_event(event)
-                if msg is not None:
-                    out.append(msg)
+                with _skip_malformed(self.name):
+                    msg = await self.messaging_event(event)
+                    if msg is not None:
+                        out.append(msg)
         for change in entry.get("changes") or []:
             if isinstance(change, dict) and change.get("field") == "feed":
-                msg = self._feed_change(change.get("value"))
-                if msg is not None:
-                    out.append(msg)
+                with _skip_malformed(self.name):
+                    msg = self._feed_change(change.get("value"))
+                    if msg is not None:
+                        out.append(msg)
         return out
 
     def _feed_change(self, value: Any) -> Message | None:
@@ -709,6 +720,17 @@ def _version(table: Any) -> str:
         raise table.error("graph_version", f"expected a Graph API version like "
                           f"{DEFAULT_GRAPH_VERSION!r}, found {version!r}")
     return version
+
+
+@contextlib.contextmanager
+def _skip_malformed(source: str) -> Iterator[None]:
+    """One malformed webhook event is logged (its shape only) and skipped; the others in
+    the same delivery are still stored."""
+    try:
+        yield
+    except (ValueError, TypeError, KeyError) as exc:
+        log.warning("webhook event for %s skipped: %s", source,
+                    str(exc) if isinstance(exc, ValueError) else type(exc).__name__)
 
 
 def _data(value: Any) -> list[dict[str, Any]]:

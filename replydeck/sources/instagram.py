@@ -13,17 +13,30 @@ then slows to ``poll_interval`` × :data:`~replydeck.sources.facebook.WEBHOOK_PO
   the cursor keeps per media, and reading stops at a page that holds nothing newer.
 * mentions: media in which the account is tagged, ``GET /{ig-user-id}/tags`` (kind
   mention, thread ``mention:<media id>``). @mentions in captions and comments of other
-  accounts are only announced by the ``mentions`` webhook [U: not handled here yet].
+  accounts cannot be polled; the ``mentions`` webhook announces them (``{media_id,
+  comment_id?}``) and the receiver reads them through ``mentioned_comment`` /
+  ``mentioned_media`` (threads ``mention:<media id>:<comment id>`` /
+  ``mention:<media id>``). Whether ``username`` is available on ``mentioned_comment``
+  is not clear from the docs [U]; without it the author shows as "Instagram user".
 
 Replies: to a comment with ``POST /{top-level comment}/replies`` (only top-level comments
 take replies, hidden ones none), to a tagged media with ``POST /{ig-user-id}/mentions``,
 privately to a comment with ``recipient.comment_id`` (once, within 7 days), and DMs with
 the Send API inside the 24-hour window (``HUMAN_AGENT`` for 7 days), as for Facebook.
 DMs are limited to 1000 UTF-8 bytes, comments to 2200 characters.
+
+Config (``type = "instagram"``): ``ig_user_id``, ``token`` (secret; instagram_basic,
+instagram_manage_comments, instagram_manage_messages), ``graph_version`` (``v25.0``),
+``api_base`` (``https://graph.facebook.com``; ``https://graph.instagram.com`` with an
+Instagram Login token), and optionally ``page_id`` (the linked Page, whose
+``/conversations`` and ``/messages`` edges carry the DMs with Facebook Login),
+``media_limit`` (10), ``messages`` / ``comments`` / ``mentions`` (true), ``webhooks``
+(false), ``timeout`` (30 s).
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -47,6 +60,7 @@ from replydeck.sources.facebook import (
     _comparable,
     _data,
     _root_id,
+    _skip_malformed,
     _version,
 )
 from replydeck.sources.meta_graph import (
@@ -57,6 +71,8 @@ from replydeck.sources.meta_graph import (
     parse_time,
     text_of,
 )
+
+log = logging.getLogger(__name__)
 
 COMMENT_FIELDS = "id,text,timestamp,username,from,parent_id,hidden"
 MEDIA_FIELDS = "id,caption,timestamp,permalink,comments_count"
@@ -240,7 +256,8 @@ class InstagramSource(MetaMessagingSource):
     async def _public_reply(self, reply: Reply, target: Message) -> Receipt:
         thread = reply.thread_key or target.thread_key or ""
         if thread.startswith("mention:"):
-            return await self._mention_reply(reply, target, thread.split(":", 1)[1])
+            media_id = id_of(target.raw.get("media_id")) or thread.split(":")[1]
+            return await self._mention_reply(reply, target, media_id)
         root = _root_id(reply, target)
         if target.raw.get("hidden") is True and id_of(target.raw.get("comment_id")) == root:
             raise PermanentError("Instagram does not allow replies to a hidden comment; "
@@ -255,10 +272,13 @@ class InstagramSource(MetaMessagingSource):
         return self._comment_receipt(reply, target, cid, root, utcnow())
 
     async def _mention_reply(self, reply: Reply, target: Message, media_id: str) -> Receipt:
+        body = {"media_id": media_id, "message": reply.body}
+        comment_id = id_of(target.raw.get("comment_id"))
+        if comment_id:
+            body["comment_id"] = comment_id
         data = await self.graph.call(
             "POST", f"/{self.ig_user_id}/mentions", what="mention reply",
-            permission=self.perms["comment"],
-            body={"media_id": media_id, "message": reply.body})
+            permission=self.perms["comment"], body=body)
         cid = id_of(data.get("id"))
         if not cid:
             raise TransientError(f"malformed answer from Instagram mention reply: "
@@ -306,25 +326,73 @@ class InstagramSource(MetaMessagingSource):
         out: list[Message] = []
         for event in entry.get("messaging") or []:
             if isinstance(event, dict):
-                msg = await self.messaging_event(event)
-                if msg is not None:
-                    out.append(msg)
+                with _skip_malformed(self.name):
+                    msg = await self.messaging_event(event)
+                    if msg is not None:
+                        out.append(msg)
         stamp = entry.get("time")
         for change in entry.get("changes") or []:
-            if not isinstance(change, dict) or change.get("field") not in ("comments",
-                                                                          "live_comments"):
+            if not isinstance(change, dict) or change.get("field") not in (
+                    "comments", "live_comments", "mentions"):
                 continue
             value = change.get("value")
             if not isinstance(value, dict):
                 continue
-            media = value.get("media") if isinstance(value.get("media"), dict) else {}
-            media_id = id_of(media.get("id"))
-            if not id_of(value.get("id")) or not media_id or not isinstance(stamp, int):
-                raise ValueError("comments change without id, media id or entry time")
-            comment = {**value, "timestamp": format_time(
-                datetime.fromtimestamp(stamp / 1000 if stamp > 10**11 else stamp, UTC))}
-            out.append(self._comment_message(media_id, comment, None))
+            if change.get("field") == "mentions":
+                with _skip_malformed(self.name):
+                    try:
+                        out.append(await self._mention_message(value))
+                    except AuthError:
+                        raise  # fixable: the delivery counts as not stored
+                    except PermanentError as exc:
+                        # Deleted meanwhile, or not a mention after all: nothing to store.
+                        log.warning("Instagram mention for %s skipped: %s", self.name, exc)
+                continue
+            with _skip_malformed(self.name):
+                media = value.get("media") if isinstance(value.get("media"), dict) else {}
+                media_id = id_of(media.get("id"))
+                if not id_of(value.get("id")) or not media_id or not isinstance(stamp, int):
+                    raise ValueError("comments change without id, media id or entry time")
+                comment = {**value, "timestamp": format_time(
+                    datetime.fromtimestamp(stamp / 1000 if stamp > 10**11 else stamp, UTC))}
+                out.append(self._comment_message(media_id, comment, None))
         return out
+
+    async def _mention_message(self, value: dict[str, Any]) -> Message:
+        """A caption or comment @mention announced by webhook, read through Graph."""
+        media_id = id_of(value.get("media_id"))
+        comment_id = id_of(value.get("comment_id"))
+        if not media_id:
+            raise ValueError("mentions change without media_id")
+        media_fields = "id,permalink,username"
+        if comment_id:
+            edge = "mentioned_comment"
+            fields = (f"{edge}.comment_id({comment_id}){{id,text,timestamp,username,"
+                      f"media{{{media_fields}}}}}")
+        else:
+            edge = "mentioned_media"
+            fields = f"{edge}.media_id({media_id}){{id,caption,timestamp,{media_fields}}}"
+        data = await self.graph.call("GET", f"/{self.ig_user_id}", what="mention",
+                                     permission=self.perms["comment"],
+                                     params={"fields": fields})
+        item = data.get(edge)
+        if not isinstance(item, dict):
+            raise self._malformed("a mention", data)
+        media = item.get("media") if isinstance(item.get("media"), dict) else item
+        handle = sanitize_line(text_of(item.get("username")))
+        return Message(
+            source=self.name, remote_id=comment_id or media_id, platform=self.platform,
+            kind=Kind.MENTION,
+            author=Author(id=f"ig:{handle}" if handle else "unknown", handle=handle,
+                          name=handle or "Instagram user",
+                          url=f"https://www.instagram.com/{handle}/" if handle else None),
+            text=sanitize_text(text_of(item.get("text" if comment_id else "caption"))),
+            created_at=parse_time(item.get("timestamp"), self.graph.label),
+            thread_key=f"mention:{media_id}:{comment_id}" if comment_id
+            else f"mention:{media_id}",
+            url=text_of(media.get("permalink")) or None,
+            raw={"media_id": media_id, "comment_id": comment_id or None, "mention": True},
+        )
 
     # -- doctor --------------------------------------------------------------------------
     async def _check_calls(self) -> list[str]:

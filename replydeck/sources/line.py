@@ -19,10 +19,15 @@ Replies:
 One case can still duplicate: a crash during the first, reply-token call (the reply API
 takes no retry key), if LINE carried it out; the retry then pushes. The window for this is
 the duration of one HTTP call.
+
+Config (``type = "line"``): ``token`` (secret: the channel access token),
+``channel_secret`` (secret: verifies webhook signatures), ``api_base`` (default
+``https://api.line.me``), ``timeout`` (30 s).
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -47,6 +52,8 @@ from replydeck.sources.base import (
     TransientError,
     describe_json,
 )
+
+log = logging.getLogger(__name__)
 
 DEFAULT_API_BASE = "https://api.line.me"
 #: The reply token must be used within one minute [U: as quoted, not in the OpenAPI text];
@@ -182,7 +189,12 @@ class LineSource(BaseSource):
         for event in events:
             if not isinstance(event, dict) or event.get("type") != "message":
                 continue
-            msg = await self._event_message(event)
+            try:
+                msg = await self._event_message(event)
+            except ValueError as exc:
+                # One malformed event (shape named, never content) must not drop the rest.
+                log.warning("LINE webhook event for %s skipped: %s", self.name, exc)
+                continue
             if msg is not None:
                 out.append(msg)
         return out

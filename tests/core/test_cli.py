@@ -318,3 +318,30 @@ def test_doctor_reports_each_source_and_never_shows_a_secret(tmp_path):
     assert "s3cr3t-t0ken-value" not in out.stdout + out.stderr
     assert "FAIL masto" in out.stdout  # nothing listens on port 9
     assert "Traceback" not in out.stderr
+
+
+def test_tokens_in_request_urls_never_reach_the_log(tmp_path):
+    """Telegram's bot token is part of every request path; -v logs everything to stderr."""
+    from tests.fakes.telegram import FakeTelegram
+
+    fake = FakeTelegram().start()
+    try:
+        user = fake.add_user("Ana", "ana")
+        fake.say(fake.private_chat(user), user, "hello, is anyone there?")
+        config = write_config(tmp_path, [textwrap.dedent(f"""
+            [[sources]]
+            type = "telegram"
+            name = "tg"
+            token = "env:RD_TEST_TG_TOKEN"
+            api_base = "{fake.base_url}"
+            long_poll = 0
+            """)])
+        out = run_cli(config, "-v", "poll", "--once", env={"RD_TEST_TG_TOKEN": fake.token})
+        assert out.returncode == 0, out.stderr
+        listed = json.loads(run_cli(config, "list", "--json").stdout)
+        assert [c["snippet"] for c in listed] == ["hello, is anyone there?"]
+        log = (tmp_path / "data" / "replydeck.log").read_text()
+        secret = fake.token.split(":", 1)[1]
+        assert secret not in log and secret not in out.stderr + out.stdout
+    finally:
+        fake.stop()

@@ -63,17 +63,21 @@ class FieldSpec:
     name: str
     limit: int | None = None
     sub: dict[str, FieldSpec] | None = None
+    #: ``mentioned_comment.comment_id(123)`` -> {"comment_id": "123"}
+    args: dict[str, str] = field(default_factory=dict)
 
 
 def parse_fields(text: str) -> dict[str, FieldSpec]:
     """``id,messages.limit(20){id,from},parent{id}`` -> specs (nested)."""
     out: dict[str, FieldSpec] = {}
     for part in _split_top(text):
-        m = re.fullmatch(r"(\w+)(?:\.limit\((\d+)\))?(?:\{(.*)\})?", part.strip(), re.DOTALL)
+        m = re.fullmatch(r"(\w+)((?:\.\w+\([^)]*\))*)(?:\{(.*)\})?", part.strip(), re.DOTALL)
         if not m:
             continue
+        args = dict(re.findall(r"\.(\w+)\(([^)]*)\)", m.group(2)))
         sub = parse_fields(m.group(3)) if m.group(3) is not None else None
-        out[m.group(1)] = FieldSpec(m.group(1), int(m.group(2)) if m.group(2) else None, sub)
+        limit = int(args["limit"]) if args.get("limit", "").isdigit() else None
+        out[m.group(1)] = FieldSpec(m.group(1), limit, sub, args)
     return out
 
 
@@ -264,6 +268,22 @@ class FakeMeta:
                         parent.id if parent else None)
             self.comments[c.id] = c
             return c
+
+    def foreign_media(self, author: Person, caption: str, *, at: float | None = None) -> Post:
+        """Instagram media of another account (which may @mention us in its caption or
+        comments)."""
+        with self._lock:
+            media = Post(str(17_900_000_000_000_000 + next(self._ids)), author.id, caption,
+                         self.clock() if at is None else at, "instagram", author)
+            self.posts[media.id] = media
+            return media
+
+    def _mentions(self, page: Page, media: Post, comment: Comment | None) -> bool:
+        handle = f"@{page.ig_username}".lower()
+        if media.owner_id == f"tag:{page.ig_user_id}":
+            return True
+        text = comment.message if comment is not None else media.message
+        return handle in text.lower()
 
     def page_as_person(self, page: Page, platform: str = "facebook") -> Person:
         if platform == "instagram":
@@ -666,6 +686,8 @@ class FakeMeta:
                 return FakeResponse(200, out)
             for page in self.pages.values():
                 if page.ig_user_id == nid:
+                    if "mentioned_comment" in spec or "mentioned_media" in spec:
+                        return self._mentioned_impl(page, spec)
                     return FakeResponse(200, {"username": page.ig_username,
                                               "followers_count": page.ig_followers,
                                               "id": nid})
@@ -728,14 +750,18 @@ class FakeMeta:
                 return token
             body = body_of(req)
             media = self.posts.get(str(body.get("media_id")))
-            if media is None or media.owner_id != f"tag:{req.params['ig']}":
-                return graph_error("(#100) Invalid media_id", 100)
-            text = body.get("message")
-            if not isinstance(text, str) or not text.strip() or len(text) > 2200:
-                return graph_error("(#100) Invalid message", 100)
             page = self.pages[token.owner_id]
             parent = self.comments.get(str(body.get("comment_id"))) \
                 if body.get("comment_id") else None
+            if media is None or page.ig_user_id != req.params["ig"] or \
+                    (body.get("comment_id") and (parent is None
+                                                 or parent.object_id != media.id)) or \
+                    not self._mentions(page, media, parent):
+                return graph_error("(#100) Invalid media_id or comment_id: no mention of "
+                                   "this account", 100)
+            text = body.get("message")
+            if not isinstance(text, str) or not text.strip() or len(text) > 2200:
+                return graph_error("(#100) Invalid message", 100)
             c = self.comment(media, self.page_as_person(page, "instagram"), text,
                              parent=parent)
             return FakeResponse(200, {"id": c.id})
@@ -815,6 +841,37 @@ class FakeMeta:
                                    10, subcode=2018278)
             msg = self.dm(page, person, text, platform=platform, from_page=True)
             return FakeResponse(200, {"recipient_id": person.id, "message_id": msg.id})
+
+
+    def _mentioned_impl(self, page: Page, spec: dict[str, FieldSpec]) -> FakeResponse:
+        out: dict[str, Any] = {}
+        if "mentioned_comment" in spec:
+            fs = spec["mentioned_comment"]
+            c = self.comments.get(fs.args.get("comment_id", ""))
+            if c is None or not self._mentions(page, self.posts[c.object_id], c):
+                return graph_error("(#100) Invalid comment_id: no mention of this account",
+                                   100)
+            sub = fs.sub or {"id": FieldSpec("id")}
+            item: dict[str, Any] = {}
+            if "timestamp" in sub:
+                item["timestamp"] = gtime(c.created)
+            if "text" in sub:
+                item["text"] = c.message
+            if "username" in sub:
+                item["username"] = c.author.username  # [U] documented for mentioned_comment
+            if "media" in sub:
+                item["media"] = self._render_post(self.posts[c.object_id],
+                                                  sub["media"].sub or {})
+            item["id"] = c.id
+            out["mentioned_comment"] = item
+        if "mentioned_media" in spec:
+            fs = spec["mentioned_media"]
+            media = self.posts.get(fs.args.get("media_id", ""))
+            if media is None or not self._mentions(page, media, None):
+                return graph_error("(#100) Invalid media_id: no mention of this account", 100)
+            out["mentioned_media"] = self._render_post(media, fs.sub or {})
+        out["id"] = page.ig_user_id
+        return FakeResponse(200, out)
 
 
 class _Answer(Exception):

@@ -156,3 +156,16 @@ async def test_documented_webhooks_are_read() -> None:
         "17870913679156914", "comment:17870913679156914", "ana.s", "17895695668004550")
     await fb.close()
     await ig.close()
+
+
+def test_instagram_mentioned_comment(fake: FakeMeta) -> None:
+    page, token = setup(fake)
+    ana = fake.add_person("Ana", "ana.s")
+    media = fake.foreign_media(ana, "haul")
+    comment = fake.comment(media, ana, f"@{page.ig_username} the zip broke")
+    resp = get(fake, token, f"/{page.ig_user_id}", fields=(
+        f"mentioned_comment.comment_id({comment.id}){{id,text,timestamp,username,"
+        "media{id,permalink,username}}"))
+    same("ig_mentioned_comment.json", resp.json())
+    body = load("meta", "webhook_ig_mention.json")
+    assert body["entry"][0]["changes"][0]["value"].keys() == {"media_id", "comment_id"}

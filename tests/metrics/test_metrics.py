@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -295,5 +296,56 @@ def test_empty_store_and_bad_input(tmp_path: Path) -> None:
             metrics.explain(w.store, 99)
         with pytest.raises(metrics.MetricsError, match="before it starts"):
             metrics.Period(utc(2026, 11, 9), utc(2026, 11, 2))
+    finally:
+        w.close()
+
+
+@pytest.mark.parametrize("asked, replied, calendar_s, due", [
+    # Autumn: Fri 2026-10-23 16:30 CEST -> Mon 10-26 09:30 CET; clocks went back on Sunday,
+    # so the wall clock shows 65 h but 66 h passed.
+    (utc(2026, 10, 23, 14, 30), utc(2026, 10, 26, 8, 30), 66 * 3600,
+     utc(2026, 10, 26, 11, 30)),
+    # Spring: Fri 2026-03-27 16:30 CET -> Mon 03-30 09:30 CEST; 65 h on the wall, 64 h real.
+    (utc(2026, 3, 27, 15, 30), utc(2026, 3, 30, 7, 30), 64 * 3600,
+     utc(2026, 3, 30, 10, 30)),
+])
+def test_dst_change_between_message_and_reply(tmp_path: Path, asked: Any, replied: Any,
+                                              calendar_s: int, due: Any) -> None:
+    w = World(tmp_path / "dst.db", berlin_config())
+    try:
+        conv = w.customer("Z", asked, platform="mastodon", kind=Kind.MENTION)
+        w.reply(conv, replied, "ana")
+        period = metrics.Period(asked - timedelta(days=1), asked + timedelta(days=6))
+        now = replied + timedelta(hours=1)
+        cur = metrics.compute(w.store, period, sla=w.cfg, now=now).current
+        assert cur.first_response.median == calendar_s
+        # 30 minutes before Friday's 17:00 close + 30 minutes after Monday's 09:00 opening.
+        assert cur.first_response_business.median == 3600
+        assert (cur.sla_first.with_target, cur.sla_first.breached) == (1, 0)
+        (item,) = metrics.explain(w.store, conv, sla=w.cfg, now=now).items
+        assert item.due_at == due      # public 4h: 30 min Friday + 3h30 Monday
+        # Berlin wall time on each side of the change: the wait began Friday 16:30, the
+        # reply went out Monday 09:30.
+        hours = metrics.compute(w.store, period, sla=w.cfg, now=now, by="hour")
+        got = {metrics.group_label("hour", g.key): g.current for g in hours.groups}
+        assert sorted(got) == ["Fri 16:00", "Mon 09:00"]
+        assert (got["Fri 16:00"].needed_reply, got["Fri 16:00"].sent) == (1, 0)
+        assert (got["Mon 09:00"].needed_reply, got["Mon 09:00"].sent) == (0, 1)
+    finally:
+        w.close()
+
+
+def test_cache_built_in_small_chunks_gives_the_same_figures(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(metrics, "_CHUNK", 2)
+    w = World(tmp_path / "chunks.db", berlin_config())
+    try:
+        build_week(w)
+        cur = report(w).current
+        assert (cur.received, cur.needed_reply, cur.replied) == (12, 8, 6)
+        assert (cur.first_response.median, cur.first_response_business.mean) == (
+            2550, pytest.approx(15900 / 6))
+        assert (cur.sla_first.with_target, cur.sla_first.breached) == (8, 2)
+        assert w.store.conn.execute("SELECT count(*) FROM metrics_item").fetchone()[0] == 12  # waits: P, A A, B-D, E E, F-I
     finally:
         w.close()

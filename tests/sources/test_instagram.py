@@ -271,3 +271,34 @@ async def test_out_of_window_dm_fails_in_the_outbox_with_the_draft_kept(
     finally:
         store.close()
         await src.close()
+
+
+async def test_comment_and_caption_mentions_from_the_webhook(fake: FakeMeta) -> None:
+    page = fake.add_page(ig_username="acme")
+    ana = fake.add_person("Ana", "ana.s")
+    theirs = fake.foreign_media(ana, "my haul from @acme", at=time.time() - 100)
+    comment = fake.comment(theirs, ana, "@acme the zip broke", at=time.time() - 50)
+    src = source(fake, page)
+    entry = {"id": page.ig_user_id, "time": int(time.time()), "changes": [
+        {"field": "mentions", "value": {"media_id": theirs.id, "comment_id": comment.id}},
+        {"field": "mentions", "value": {"media_id": theirs.id}}]}
+    in_comment, in_caption = await src.webhook_messages(entry)
+    assert (in_comment.kind, in_comment.remote_id, in_comment.text) == (
+        Kind.MENTION, comment.id, "@acme the zip broke")
+    assert in_comment.thread_key == f"mention:{theirs.id}:{comment.id}"
+    assert in_comment.author.handle == "ana.s"
+    assert (in_caption.remote_id, in_caption.thread_key, in_caption.text) == (
+        theirs.id, f"mention:{theirs.id}", "my haul from @acme")
+    await src.send(reply_to(in_comment, "So sorry! DM us your order number"))
+    [call] = calls(fake, f"/{page.ig_user_id}/mentions")
+    assert call.json() == {"media_id": theirs.id, "comment_id": comment.id,
+                           "message": "So sorry! DM us your order number"}
+    [ours] = fake.replies_to(comment)
+    assert ours.author.id == page.ig_user_id
+    # Graph refuses a media that does not mention us: skipped, the others are kept.
+    plain = fake.foreign_media(ana, "no mention here")
+    kept = await src.webhook_messages({"id": page.ig_user_id, "changes": [
+        {"field": "mentions", "value": {"media_id": plain.id}},
+        {"field": "mentions", "value": {"media_id": theirs.id}}]})
+    assert [m.remote_id for m in kept] == [theirs.id]
+    await src.close()

@@ -285,3 +285,28 @@ def test_webhooks_config_table() -> None:
         parse_config(Table({"webhooks": {"listen": "nowhere"}}, "", "c.toml"))
     with pytest.raises(ConfigError, match="app_secret"):
         parse_config(Table({"webhooks": {"meta": {"app_secret": "literal"}}}, "", "c.toml"))
+
+
+async def test_an_event_not_stored_is_stored_when_meta_delivers_it_again(env: Env) -> None:
+    from tests.fakes.httpfake import FakeResponse, Fault
+
+    jane = env.meta.add_person("Jane")
+    msg = env.meta.dm(env.page, jane, "hello?")
+    body = messenger_body(env, jane.id, msg.id, "hello?")
+    # The conversation lookup fails (Graph is down): answered, not stored, not remembered.
+    env.meta.server.inject(Fault(response=FakeResponse(503, "down")),
+                           when=lambda r: r.path.endswith("/conversations"))
+    resp = await post(env.url + "/webhooks/meta", body, {"X-Hub-Signature-256": meta_sig(body)})
+    assert resp.status_code == 200 and count(env.store, "fb") == 0
+    resp = await post(env.url + "/webhooks/meta", body, {"X-Hub-Signature-256": meta_sig(body)})
+    assert resp.status_code == 200 and count(env.store, "fb") == 1
+
+
+async def test_a_malformed_event_is_skipped_and_the_rest_stored(env: Env) -> None:
+    yuki = env.line.add_user("Yuki")
+    good = env.line.message_event(yuki, "fine")
+    broken = {**env.line.message_event(yuki, "x"), "timestamp": "yesterday"}
+    body = env.line.webhook_body(broken, good)
+    resp = await post(env.url + "/webhooks/line", body, {"X-Line-Signature": env.line.sign(body)})
+    assert resp.status_code == 200
+    assert count(env.store, "line") == 1

@@ -7,7 +7,7 @@ Writes go to the app's writer thread; the list re-reads the store when they comm
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rich.text import Text
 from textual import events, on
@@ -24,16 +24,14 @@ from replydeck.inbox.store import InboxFilter, Store, StoreError
 from replydeck.tui import fmt
 from replydeck.tui.keymap import inbox_bindings
 from replydeck.tui.parse import FILTER_HELP, SNOOZE_HELP, parse_filter, parse_snooze
-from replydeck.tui.screens.outbox import OutboxScreen
 from replydeck.tui.screens.prompt import PromptScreen
-from replydeck.tui.screens.saved import SavedReplyPicker
-from replydeck.tui.widgets.composer import Composer
 from replydeck.tui.widgets.conversation import ConversationView
 from replydeck.tui.widgets.inbox_list import InboxList, header_text
 from replydeck.tui.widgets.status_bar import StatusBar
 
 if TYPE_CHECKING:
     from replydeck.tui.app import ReplydeckApp
+    from replydeck.tui.widgets.composer import Composer
 
 #: From this width the conversation is shown beside the list.
 WIDE = 120
@@ -69,7 +67,6 @@ class InboxScreen(Screen[None]):
             with Vertical(id="conv-pane"):
                 yield ConversationView(app.store, app.clock, app.keys.ui.time_format,
                                        id="conversation")
-                yield Composer(app.limits_for, id="composer")
         yield StatusBar(app.store, app.clock, [s.name for s in app.config.sources],
                         id="status")
         yield Footer()
@@ -85,7 +82,17 @@ class InboxScreen(Screen[None]):
 
     @property
     def composer(self) -> Composer:
-        return self.query_one("#composer", Composer)
+        """Mounted on the first reply (an editor is not needed to read the inbox)."""
+        return cast("Composer", self.query_one("#composer"))
+
+    async def _ensure_composer(self) -> Composer:
+        if self.query("#composer"):
+            return self.composer
+        from replydeck.tui.widgets.composer import Composer  # with the editor, on first use
+
+        composer = Composer(self.app.limits_for, id="composer")
+        await self.query_one("#conv-pane", Vertical).mount(composer)
+        return composer
 
     @property
     def status(self) -> StatusBar:
@@ -101,7 +108,8 @@ class InboxScreen(Screen[None]):
 
     @property
     def composing(self) -> bool:
-        return self.composer.has_class("-open")
+        found = self.query("#composer")
+        return bool(found) and found.first().has_class("-open")
 
     def on_mount(self) -> None:
         self.set_class(self.app.size.width >= WIDE, "-wide")
@@ -165,10 +173,16 @@ class InboxScreen(Screen[None]):
         self._paint_header()
         self._paint_view_bar()
 
+    @on(InboxList.Counted)
+    def _counted(self) -> None:
+        self._paint_view_bar()
+
     @on(InboxList.Highlighted)
     def _highlighted(self, event: InboxList.Highlighted) -> None:
         if self.composing:
             return
+        if not event.by_person and self.conversation.conversation is not None:
+            return  # a refresh moved the cursor: what is being read stays on screen
         if not (self.wide or self.reading):
             return
         if self._follow is not None:
@@ -250,18 +264,19 @@ class InboxScreen(Screen[None]):
             self._paint_view_bar()
 
     # -- composing ---------------------------------------------------------------------
-    def action_reply(self, private: bool = False) -> None:
+    async def action_reply(self, private: bool = False) -> None:
         conv = self.open_current()
         if conv is None:
             return
+        composer = await self._ensure_composer()
         draft = self.app.store.draft(conv.id)
         body = draft[0] if draft else ""
-        self.composer.add_class("-open")
+        composer.add_class("-open")
         self.add_class("-composing")
-        self.composer.start(conv, private=private or bool(draft and draft[1]), body=body)
+        composer.start(conv, private=private or bool(draft and draft[1]), body=body)
 
-    def action_private_reply(self) -> None:
-        self.action_reply(private=True)
+    async def action_private_reply(self) -> None:
+        await self.action_reply(private=True)
 
     def _close_composer(self) -> None:
         self.composer.stop()
@@ -272,20 +287,17 @@ class InboxScreen(Screen[None]):
         else:
             self.inbox.focus()
 
-    @on(Composer.Leave)
-    def _leave(self) -> None:
+    def on_composer_leave(self) -> None:
         self._close_composer()
 
-    @on(Composer.DraftChanged)
-    def _draft(self, event: Composer.DraftChanged) -> None:
+    def on_composer_draft_changed(self, event: Composer.DraftChanged) -> None:
         conv_id, body, private = event.conv_id, event.body, event.private
         if body.strip():
             self.app.session_drafts.add(conv_id)
         self.run_worker(self.app.write(lambda s: s.save_draft(conv_id, body, private)),
                         group="drafts")
 
-    @on(Composer.Send)
-    async def _send(self, event: Composer.Send) -> None:
+    async def on_composer_send(self, event: Composer.Send) -> None:
         agent = self.app.config.agent_name
 
         def queue(s: Store) -> Any:
@@ -305,8 +317,7 @@ class InboxScreen(Screen[None]):
                     "the outbox sends it now.", markup=False, timeout=3)
         await self.data_changed()
 
-    @on(Composer.WantSavedReply)
-    def _pick_saved(self) -> None:
+    def on_composer_want_saved_reply(self) -> None:
         conv = self.composer.conversation
         replies = list(self.app.saved_replies)
         if conv is None:
@@ -318,6 +329,8 @@ class InboxScreen(Screen[None]):
         messages = [m.text for m in self.app.store.messages(conv.id)
                     if m.direction == Direction.IN]
         suggested = self.app.suggest(messages)
+
+        from replydeck.tui.screens.saved import SavedReplyPicker
 
         def chosen(result: tuple[str, str] | None) -> None:
             if result is not None:
@@ -516,6 +529,8 @@ class InboxScreen(Screen[None]):
 
     # -- other screens -----------------------------------------------------------------
     def action_outbox(self) -> None:
+        from replydeck.tui.screens.outbox import OutboxScreen
+
         def retry(reply_id: int) -> None:
             self.run_worker(self._outbox_write(lambda s: s.requeue_reply(
                 reply_id, actor=self.app.config.agent_name), f"Reply #{reply_id} queued again"),
@@ -539,6 +554,8 @@ class InboxScreen(Screen[None]):
         self.app.push_screen(OutboxScreen(self.app.store, retry, cancel), done)
 
     async def _outbox_write(self, fn: Any, done: str) -> None:
+        from replydeck.tui.screens.outbox import OutboxScreen
+
         if await self._write(fn, done):
             self.app.wake_outbox()
             if isinstance(self.app.screen, OutboxScreen):

@@ -114,11 +114,19 @@ class InboxList(ScrollView, can_focus=True, inherit_bindings=False):
     }
 
     class Highlighted(Message):
-        """The cursor is on another conversation (None: the list is empty)."""
+        """The cursor is on another conversation (None: the list is empty).
 
-        def __init__(self, conversation: Conversation | None) -> None:
+        ``by_person`` is False when a refresh moved it (the conversation left the view):
+        screens then leave what the person is reading alone.
+        """
+
+        def __init__(self, conversation: Conversation | None, by_person: bool = True) -> None:
             super().__init__()
             self.conversation = conversation
+            self.by_person = by_person
+
+    class Counted(Message):
+        """The exact length of the view is known (it was read in the background)."""
 
     def __init__(self, store: Store, clock: Callable[[], datetime], *,
                  read: Reader | None = None, name: str | None = None,
@@ -168,10 +176,10 @@ class InboxList(ScrollView, can_focus=True, inherit_bindings=False):
             self._rows[:0] = more
             self._base -= len(more)
         elif index < WINDOW:
-            self._rows = self.store.window(f, limit=2 * WINDOW)
+            self._rows = self.store.window(f, limit=WINDOW)
             self._base = 0
         elif index >= self.total - WINDOW:
-            self._rows = self.store.window(f, before=LAST, limit=2 * WINDOW)
+            self._rows = self.store.window(f, before=LAST, limit=WINDOW)
             self._base = self.total - len(self._rows)
         else:
             start = index - WINDOW // 2
@@ -221,6 +229,7 @@ class InboxList(ScrollView, can_focus=True, inherit_bindings=False):
         self.total = total
         self.virtual_size = Size(self.size.width, self.total)
         self.refresh()
+        self.post_message(self.Counted())
 
     def reload(self) -> None:
         """Re-read the store now, keeping the cursor on the conversation it was on."""
@@ -262,7 +271,7 @@ class InboxList(ScrollView, can_focus=True, inherit_bindings=False):
                             max(0, self.total - height)))
         self.scroll_to(y=target, animate=False, immediate=True)
         self.refresh()
-        self._announce()
+        self._announce(by_person=False)
 
     def set_search(self, text: str | None) -> None:
         self.search = text or None
@@ -340,12 +349,12 @@ class InboxList(ScrollView, can_focus=True, inherit_bindings=False):
         if 0 <= y < self.size.height:
             self.refresh_line(y)
 
-    def _announce(self) -> None:
+    def _announce(self, by_person: bool = True) -> None:
         conv = self.current
         cid = conv.id if conv else None
         if cid != self._highlighted_id:
             self._highlighted_id = cid
-            self.post_message(self.Highlighted(conv))
+            self.post_message(self.Highlighted(conv, by_person))
 
     def toggle_selected(self) -> None:
         conv = self.current
