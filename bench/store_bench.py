@@ -394,8 +394,11 @@ class Figure:
     verdict: str = ""
 
 
-def verdict(ok: bool) -> str:
-    return "meets" if ok else "MISSES"
+def verdict(ok: bool, cpu_ok: bool | None = None) -> str:
+    """``cpu_ok``: whether the same figure in CPU time would meet the target."""
+    if ok:
+        return "meets"
+    return "MISSES (wall clock only; CPU time meets)" if cpu_ok else "MISSES"
 
 
 # -- databases ---------------------------------------------------------------------------
@@ -668,10 +671,10 @@ def measure_windows(stores: dict[str, Store], rounds: int) -> list[Figure]:
         for label in stores for fname, _, _ in WINDOW_FILTERS))
     figures.append(Figure(f"window p95, worst of 6, at {big_label}",
                           f"{worst_p95:.2f} ms [CPU {worst_cpu:.2f}]", "< 5 ms",
-                          verdict(worst_p95 < 5)))
+                          verdict(worst_p95 < 5, worst_cpu < 5)))
     figures.append(Figure(f"window p95 ratio {big_label} / {small_label}, worst of 6",
                           f"{worst_ratio:.2f}× [CPU {worst_cpu_ratio:.2f}×]", "≤ 1.5×",
-                          verdict(worst_ratio <= 1.5)))
+                          verdict(worst_ratio <= 1.5, worst_cpu_ratio <= 1.5)))
     return figures
 
 
@@ -709,8 +712,10 @@ def measure_search(store: Store, label: str, rounds: int) -> list[Figure]:
         p50, p95 = statistics.median(wall), pct(wall, 0.95)
         say(f"   {kind + ' ' + repr(term):42} {matches:22,} {p50:8.1f} {p95:8.1f} "
             f"{pct(ms[term].cpu, 0.95):8.1f}")
-        figures.append(Figure(f"search p95 {term!r} ({kind})", f"{p95:.1f} ms", "< 50 ms",
-                              verdict(p95 < 50)))
+        cpu95 = pct(ms[term].cpu, 0.95)
+        figures.append(Figure(f"search p95 {term!r} ({kind})",
+                              f"{p95:.1f} ms [CPU {cpu95:.1f}]", "< 50 ms",
+                              verdict(p95 < 50, cpu95 < 50)))
     return figures
 
 
@@ -735,6 +740,12 @@ def print_plans(store: Store) -> None:
 
 # -- 4. the command line -----------------------------------------------------------------
 def measure_cli(folder: Path, database: Path, rounds: int) -> list[Figure]:
+    """Wall time of ``replydeck list --limit 50`` against ``python -c pass``, both ways.
+
+    With a bytecode cache (kept in ``folder``, never in the source tree) as after ``pip
+    install``, and without one (``PYTHONDONTWRITEBYTECODE``, which some environments set),
+    where every run compiles replydeck's sources again.
+    """
     config = write_demo_config(folder / "cli")
     with config.open("a", encoding="utf-8") as fh:
         fh.write(f"\n[storage]\ndatabase = {json.dumps(str(database))}\n")
@@ -742,23 +753,34 @@ def measure_cli(folder: Path, database: Path, rounds: int) -> list[Figure]:
     cmd = [str(script)] if script.exists() else [sys.executable, "-m", "replydeck.cli"]
     cmd += ["--config", str(config), "--data-dir", str(folder / "cli-data"),
             "list", "--limit", "50"]
-    check = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    nothing = [sys.executable, "-c", "pass"]
+    cached = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    cached["PYTHONPYCACHEPREFIX"] = str(folder / "pycache")
+    uncached = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    uncached.pop("PYTHONPYCACHEPREFIX", None)
+    check = subprocess.run(cmd, capture_output=True, text=True, check=False, env=cached)
     lines = check.stdout.count("\n")
     if check.returncode != 0 or lines < 50:
         raise RuntimeError(f"`replydeck list` failed ({check.returncode}, {lines} lines): "
                            f"{check.stderr[-500:]}")
-    nothing = [sys.executable, "-c", "pass"]
-    secs: dict[str, list[float]] = {"pass": [], "list": []}
+    secs: dict[tuple[str, str], list[float]] = {}
     for _ in range(rounds):
-        secs["pass"].append(timed(lambda: subprocess.run(nothing, check=True)))
-        secs["list"].append(timed(lambda: subprocess.run(cmd, check=True,
-                                                         stdout=subprocess.DEVNULL)))
-    a, b = statistics.median(secs["pass"]), statistics.median(secs["list"])
-    say(f"\n4. `replydeck list --limit 50` on {database.name}, {rounds} runs each, median")
-    say(f"   python -c pass {a * 1000:8.0f} ms\n   replydeck list {b * 1000:8.0f} ms "
-        f"({lines} lines)\n   ratio          {b / a:8.1f}×")
-    return [Figure("`replydeck list --limit 50` / `python -c pass`",
-                   f"{b / a:.1f}× ({b * 1000:.0f} ms)", "report")]
+        for mode, env in (("cached", cached), ("uncached", uncached)):
+            for name, argv in (("pass", nothing), ("list", cmd)):
+                secs.setdefault((mode, name), []).append(timed(lambda a=argv, e=env: subprocess.run(
+                    a, check=True, env=e, stdout=subprocess.DEVNULL)))
+    say(f"\n4. `replydeck list --limit 50` on {database.name} ({lines} lines), {rounds} runs "
+        "each, median ms")
+    say(f"   {'':34} {'python -c pass':>14} {'replydeck list':>14} {'ratio':>7}")
+    figures = []
+    for mode, title in (("cached", "with a bytecode cache (installed)"),
+                        ("uncached", "without (PYTHONDONTWRITEBYTECODE)")):
+        a = statistics.median(secs[(mode, "pass")])
+        b = statistics.median(secs[(mode, "list")])
+        say(f"   {title:34} {a * 1000:14.0f} {b * 1000:14.0f} {b / a:6.1f}×")
+        figures.append(Figure(f"`replydeck list --limit 50` / `python -c pass`, {mode}",
+                              f"{b / a:.1f}× ({b * 1000:.0f} ms)", "report"))
+    return figures
 
 
 # -- the run -----------------------------------------------------------------------------
@@ -784,12 +806,17 @@ def main() -> int:
     args = ap.parse_args()
     if args.reuse and not args.keep:
         ap.error("--reuse needs --keep DIR")
+    if args.conversations is not None and args.conversations < 2_000:
+        ap.error("--conversations: at least 2,000 (the small store has 1,000)")
     big_n = args.conversations or (10_000 if args.small else 100_000)
     small_n = 1_000
     folder = args.keep or Path(tempfile.mkdtemp(prefix="replydeck-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
     try:
         return run(folder, small_n, big_n, args)
+    except RuntimeError as exc:  # a check on the store's answers failed
+        print(f"store_bench: {exc}", file=sys.stderr)
+        return 1
     finally:
         if args.keep is None:
             shutil.rmtree(folder, ignore_errors=True)
@@ -808,6 +835,8 @@ def run(folder: Path, small_n: int, big_n: int, args: argparse.Namespace) -> int
         say(f"reusing the databases in {folder}")
         small, big = Store(paths[small_n]), Store(paths[big_n])
     else:
+        if args.reuse:
+            say(f"no databases of this size and seed in {folder} yet: building them")
         for n in (small_n, big_n):
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{paths[n]}{suffix}").unlink(missing_ok=True)

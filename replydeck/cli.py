@@ -8,7 +8,6 @@ exit with 2 as argparse does; a failed action exits with 1.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import logging
@@ -77,9 +76,17 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def _store(config: Any) -> Any:
+    """The store with triage and rules, for commands that change conversations."""
     from replydeck.runtime import open_store
 
     return open_store(config)
+
+
+def _read_store(config: Any) -> Any:
+    """The store for reading only: no triage or rules to load, so `list` starts fast."""
+    from replydeck.inbox.store import Store
+
+    return Store(config.database)
 
 
 def _print_json(obj: Any) -> None:
@@ -105,6 +112,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    import asyncio
+
     config = _load(args)
     print(f"config: {config.file} (ok, {len(config.sources)} sources)")
     print(f"database: {config.database}")
@@ -145,7 +154,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return EXIT_FAILED if problems else 0
 
 
-def _install_stop_handlers(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+def _install_stop_handlers(loop: Any, stop: Any) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
@@ -179,6 +188,8 @@ def cmd_poll(args: argparse.Namespace) -> int:
 def _run_services(config: Any, *, once: bool,
                   on_tick: Callable[[Any], None] | None = None,
                   duration: float | None = None) -> int:
+    import asyncio
+
     from replydeck.runtime import (
         ServiceHooks,
         build_services,
@@ -223,7 +234,9 @@ def _run_services(config: Any, *, once: bool,
     return asyncio.run(main())
 
 
-async def _ticker(store: Any, stop: asyncio.Event, on_tick: Callable[[Any], None]) -> None:
+async def _ticker(store: Any, stop: Any, on_tick: Callable[[Any], None]) -> None:
+    import asyncio
+
     marker = None
     while not stop.is_set():
         current = await asyncio.to_thread(store.change_marker)
@@ -261,7 +274,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from replydeck.output import conversation_json, list_table
 
     config = _load(args)
-    store = _store(config)
+    store = _read_store(config)
     try:
         convs = store.window(_filter(args), limit=args.limit)
     finally:
@@ -291,7 +304,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     )
 
     config = _load(args)
-    store = _store(config)
+    store = _read_store(config)
     try:
         conv = store.conversation(args.id)
         if conv is None:
@@ -451,7 +464,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     library = config.replies.replies if config.replies is not None else []
     if not library:
         raise CommandError("no saved replies configured ([[replies]] or replies_dir)")
-    store = _store(config)
+    store = _read_store(config)
     try:
         conv = store.conversation(args.id)
         if conv is None:

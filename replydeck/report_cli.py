@@ -14,16 +14,21 @@ import json
 import sys
 from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta, tzinfo
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from rich.cells import cell_len
 
-from replydeck.inbox import metrics
-from replydeck.inbox.metrics import BUCKET_LABELS, Distribution, Figures, Report
+from replydeck.inbox.sanitize import sanitize_text
 from replydeck.inbox.timefmt import parse_duration, short_duration
 
+if TYPE_CHECKING:
+    from replydeck.inbox import metrics
+    from replydeck.inbox.metrics import Distribution, Figures, Report
+
 FORMATS = ("table", "json", "csv")
+#: The same as ``metrics.DIMENSIONS``; spelled out so building the parser stays cheap.
+DIMENSIONS = ("platform", "kind", "urgency", "tag", "agent", "day", "weekday", "hour")
 
 
 def register(sub: Any) -> argparse.ArgumentParser:
@@ -40,7 +45,7 @@ def register(sub: Any) -> argparse.ArgumentParser:
                       help="first day (2026-11-02) or moment (2026-11-02T09:00)")
     r.add_argument("--to", metavar="DATE",
                    help="with --from: last day, included (default: now)")
-    r.add_argument("--by", choices=metrics.DIMENSIONS,
+    r.add_argument("--by", choices=DIMENSIONS,
                    help="one row per platform, agent, day, kind, tag, urgency, weekday or "
                         "hour of the week")
     r.add_argument("--format", choices=FORMATS, default="table")
@@ -56,6 +61,7 @@ def register(sub: Any) -> argparse.ArgumentParser:
 def cmd_report(args: argparse.Namespace) -> int:
     from replydeck import cli
     from replydeck.config.sla import SlaConfig
+    from replydeck.inbox import metrics
 
     if args.to and not args.from_:
         raise cli.CommandError("--to needs --from")
@@ -104,6 +110,7 @@ def parse_period(since: str | None, from_: str | None, to: str | None, now: date
     """``--since 7d`` or ``--from DAY [--to DAY]`` (days in the report's zone, ``--to``
     included) as a UTC period. Raises ``CommandError`` with what was not understood."""
     from replydeck.cli import CommandError
+    from replydeck.inbox import metrics
 
     if from_ is None:
         length = parse_duration(since or "7d")
@@ -170,8 +177,15 @@ def _change_dur(cur: float | None, old: float | None) -> str:
     return ("+" if delta > 0 else "-") + short_duration(abs(delta))
 
 
+def _clean(text: str) -> str:
+    """One line with nothing a terminal would act on (platform names, tags and errors
+    come from outside)."""
+    return sanitize_text(text).replace("\n", " ").replace("\t", " ")
+
+
 def _columns(rows: Sequence[Sequence[str]], right: set[int]) -> str:
     """Rows as aligned columns, measured in terminal cells (CJK tags stay aligned)."""
+    rows = [[_clean(c) for c in r] for r in rows]
     widths = [max(cell_len(r[i]) for r in rows) for i in range(len(rows[0]))]
     out = []
     for r in rows:
@@ -185,6 +199,8 @@ def _columns(rows: Sequence[Sequence[str]], right: set[int]) -> str:
 
 # -- the report as a table -----------------------------------------------------------------
 def report_table(rep: Report, tz: tzinfo) -> str:
+    from replydeck.inbox.metrics import BUCKET_LABELS
+
     cur, old = rep.current, rep.previous
     days = rep.period.length / timedelta(days=1)
     length = f"{days:g} days" if days >= 1 else short_duration(rep.period.length.total_seconds())
@@ -246,6 +262,8 @@ def report_table(rep: Report, tz: tzinfo) -> str:
 
 
 def group_table(rep: Report) -> str:
+    from replydeck.inbox import metrics
+
     head = [rep.by or "", "received", "needed", "reply rate", "FRT median", "FRT p90",
             "FRT biz median", "NRT median", "resolution", "SLA first", "SLA next", "sent"]
     rows = [head]
@@ -267,6 +285,8 @@ def _iso(dt: datetime | None) -> str | None:
 
 
 def report_json(rep: Report) -> str:
+    from replydeck.inbox import metrics
+
     return json.dumps({
         "period": {"start": _iso(rep.period.start), "end": _iso(rep.period.end)},
         "previous_period": {"start": _iso(rep.previous_period.start),
@@ -305,12 +325,15 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({k: ("" if v is None else v) for k, v in r.items()})
+        w.writerow({k: ("" if v is None else _clean(v) if isinstance(v, str) else v)
+                    for k, v in r.items()})
     return buf.getvalue()
 
 
 def report_csv(rep: Report) -> str:
     """A total row and one row per group, each for this period and the previous one."""
+    from replydeck.inbox import metrics
+
     rows = []
     pairs = [("(total)", rep.current, rep.previous)]
     pairs += [(metrics.group_label(rep.by, g.key), g.current, g.previous) for g in rep.groups]
@@ -410,7 +433,7 @@ def explain_text(ex: metrics.Explanation, tz: tzinfo) -> str:
                if c.resolved_at else "not resolved")
         lines.append(f"  cycle {c.cycle}: started {_when(c.start, tz)}; {res}"
                      + (f"; not counted: {c.excluded}" if c.excluded else ""))
-    return "\n".join(lines)
+    return "\n".join(_clean(line) for line in lines)
 
 
 def _minutes(seconds: float | None) -> str:

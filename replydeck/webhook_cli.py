@@ -8,7 +8,6 @@ sends replies and runs the polling safety net.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import signal
 import sys
@@ -28,6 +27,8 @@ def register(sub: Any) -> None:
 
 
 def cmd_webhooks(args: argparse.Namespace) -> int:
+    import asyncio  # only here: `replydeck list` must not pay for it
+
     from replydeck.cli import EXIT_USAGE, _load, _store
     from replydeck.webhooks import WebhookReceiver, parse_config, parse_listen
 

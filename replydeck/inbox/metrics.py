@@ -26,15 +26,27 @@ Definitions (the meanings Zendesk, Chatwoot and Front share):
   ``breached`` event inside it. Items still inside their target are ``pending`` and not
   yet counted. Attainment = (items with a target − breached) / items with a target.
 * Business time is counted on ``[business_hours]`` whatever the policy: the same calendar,
-  turned once per report into cumulative open intervals so each figure is two lookups.
+  turned into cumulative open intervals so each figure is two lookups.
+* **Breakdowns**: platform, kind (public/private), urgency and tags are the
+  conversation's current ones; the agent of an item is whoever sent its reply
+  (``external`` for the platform's own app), of a received message whoever answered its
+  wait; day, weekday and hour are local time in the business-hours zone.
 
 Items and cycles belong to the period in which they *start* (the customer's message), so
 "how fast did we answer what customers sent this week" is one period; replies sent later
-still count. Received messages and sent replies are counted by their own time.
+still count. Received messages and sent, failed and retried replies are counted by their
+own time. ``now`` only decides whether an unanswered item is already late.
 
-The work is SQL over temporary tables (window functions split each conversation's
-events into cycles and items) inside one read transaction, so a report over a million
-messages is a few scans, and the figures form one consistent snapshot.
+**The cache.** Splitting events into items takes window functions over every event of a
+conversation, too slow to repeat per report on a big store. So the derived rows (one per
+item, with its business time, due time and outcome, and one per counted event) are kept
+in ``metrics_*`` tables of the same database, with the id of the last event they include
+and a fingerprint of the ``[sla]``/``[business_hours]`` config. Each report first
+re-derives only the conversations that have events after that id (every change to a
+conversation that matters here is an event: messages, replies, tags, urgency,
+resolutions), and rebuilds everything when the config or the cache layout changed. The
+cache is derived data: dropping its tables loses nothing. Reports then read it in one
+snapshot with a few range scans and no sort of the whole period.
 """
 
 from __future__ import annotations
@@ -42,10 +54,10 @@ from __future__ import annotations
 import json
 import sqlite3
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -66,7 +78,14 @@ _DUE_HORIZON = timedelta(days=60)
 _PRIVATE_KINDS = tuple(k.value for k in Kind if k.is_private)
 _SCOPE_TYPES = "('received','replied','resolved','reopened','breached')"
 NONE_LABEL = "(none)"
+UNKNOWN_LABEL = "(unknown)"
 _EXCLUDED = {1: "spam", 2: "closed by rule"}
+_ATTR_DIMENSIONS = ("platform", "kind", "urgency", "tag", "agent")
+_ATTR_COLUMN = {"platform": "platform", "kind": "kind", "urgency": "urgency", "tag": "tags",
+                "agent": "agent"}
+_SEND_NAMES = {"received": "received", "replied": "sent", "auto_replied": "auto_sent",
+               "reply_failed": "failed", "reply_retried": "retried",
+               "reply_unconfirmed": "unconfirmed"}
 #: Conversations derived per write transaction while the cache catches up.
 _CHUNK = 20_000
 #: Page cache while deriving (negative: KiB).
@@ -330,7 +349,7 @@ def explain(store: Any, conversation_id: int, *, sla: SlaConfig | None = None,
 
 # -- the cache ---------------------------------------------------------------------------
 #: Bump when the meaning of a cached column changes: the cache is then rebuilt.
-CACHE_VERSION = 3
+CACHE_VERSION = 6
 _CACHE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS metrics_state(key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS metrics_item(
@@ -350,8 +369,8 @@ CREATE TABLE IF NOT EXISTS metrics_send(
 );
 CREATE INDEX IF NOT EXISTS metrics_send_c ON metrics_send(c);
 CREATE INDEX IF NOT EXISTS metrics_send_type ON metrics_send(type, at);
-CREATE INDEX IF NOT EXISTS metrics_send_at
-    ON metrics_send(at, type, agent, platform, kind, urgency, tags);
+CREATE INDEX IF NOT EXISTS metrics_send_attr
+    ON metrics_send(platform, kind, urgency, tags, agent, type, at);
 """
 
 
@@ -409,9 +428,8 @@ class _Acc:
         self.sla2 = [0, 0, 0]
 
     def add(self, counts: list[int], lists: list[list[int]]) -> None:
-        (received, new, reopened, spam, by_rule, needed, replied, resolved,
+        (new, reopened, spam, by_rule, needed, replied, resolved,
          f_dec, f_br, f_pen, n_dec, n_br, n_pen) = counts
-        self.received += received
         self.new += new
         self.reopened += reopened
         self.spam += spam
@@ -473,6 +491,7 @@ class _Engine:
         self.now_ms = to_ms(now)
         self.calendar: BusinessCalendar = cfg.calendar
         self.zone_name = zone or cfg.calendar.timezone_name
+        self._span = (now, now)
         try:
             self.tz = UTC if self.zone_name == "UTC" else ZoneInfo(self.zone_name)
         except (KeyError, ValueError) as exc:
@@ -495,12 +514,13 @@ class _Engine:
             # by page through a small cache (restored afterwards).
             mmap = self.conn.execute("PRAGMA mmap_size").fetchone()[0]
             self.conn.execute(f"PRAGMA mmap_size={max(int(mmap), _MMAP_BYTES)}")
-            self.conn.execute("BEGIN")
-            try:
-                yield
-            finally:
-                self.conn.execute("ROLLBACK")
-                self.conn.execute(f"PRAGMA mmap_size={int(mmap)}")
+            with self._big_cache():
+                self.conn.execute("BEGIN")
+                try:
+                    yield
+                finally:
+                    self.conn.execute("ROLLBACK")
+                    self.conn.execute(f"PRAGMA mmap_size={int(mmap)}")
 
     def refresh(self) -> None:
         """Bring the cache up to the newest event: only conversations with new events are
@@ -512,17 +532,20 @@ class _Engine:
         """
         with self._locked(), self._big_cache():
             with self._write():
-                for statement in _CACHE_SCHEMA.split(";"):
-                    if statement.strip():
-                        self.conn.execute(statement)
+                self.conn.execute("CREATE TABLE IF NOT EXISTS metrics_state("
+                                  "key TEXT PRIMARY KEY, value TEXT)")
                 state = dict(self.conn.execute("SELECT key, value FROM metrics_state"))
                 fp = _fingerprint(self.cfg)
                 done = int(state.get("event_id", 0))
                 if state.get("fingerprint") != fp:
-                    self.conn.execute("DELETE FROM metrics_item")
-                    self.conn.execute("DELETE FROM metrics_send")
+                    # New config or a new cache layout: start over from the events.
+                    self.conn.execute("DROP TABLE IF EXISTS metrics_item")
+                    self.conn.execute("DROP TABLE IF EXISTS metrics_send")
                     done = 0
                     self._set_state(fp, 0)
+                for statement in _CACHE_SCHEMA.split(";"):
+                    if statement.strip():
+                        self.conn.execute(statement)
                 top = self.conn.execute("SELECT MAX(id) FROM events").fetchone()[0] or 0
                 if top <= done:
                     return
@@ -535,14 +558,15 @@ class _Engine:
                     self.conn.executemany("INSERT INTO rt_scope VALUES(?)",
                                           [(c,) for c in changed[i:i + _CHUNK]])
                     self._derive()
-                    for name in ("rt_scope", "rt_seg", "rt_bh", "rt_bhe", "rt_tgt"):
+                    for name in ("rt_scope", "rt_ev", "rt_seg", "rt_bh", "rt_bhe", "rt_tgt"):
                         self.conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
             with self._write():
                 self._set_state(fp, top)
 
     @contextmanager
     def _big_cache(self) -> Iterator[None]:
-        """A larger page cache while rows go into the cache's b-trees (restored after)."""
+        """A larger page cache while rows go into the cache's b-trees and while a report
+        sorts its groups (restored after)."""
         size = self.conn.execute("PRAGMA cache_size").fetchone()[0]
         self.conn.execute(f"PRAGMA cache_size={_CACHE_KIB}")
         try:
@@ -641,6 +665,14 @@ class _Engine:
             JOIN conversations cv ON cv.id = s.id
             WHERE e.type IN ('auto_replied','reply_failed','reply_retried','reply_unconfirmed')
         """)
+        # Customer messages by their own time, with the agent who answered their wait.
+        c.execute(f"""
+            INSERT INTO metrics_send
+            SELECT v.c, v.at, 'received', COALESCE(NULLIF(g.agent, ''), '{NO_REPLY_LABEL}'),
+                cv.platform, cv.kind, cv.urgency, cv.tags
+            FROM rt_ev v JOIN rt_seg g ON g.c = v.c AND g.seg = v.seg
+            JOIN conversations cv ON cv.id = v.c WHERE v.type = 'received'
+        """)
         # Human replies, from the segments (each ends at most one): ``sent`` by its own time.
         c.execute("""
             INSERT INTO metrics_send
@@ -656,9 +688,10 @@ class _Engine:
         before a segment: segments with the same ``cyc`` form one cycle.
         """
         c = self.conn
+        c.execute("DROP TABLE IF EXISTS temp.rt_ev")
         c.execute("DROP TABLE IF EXISTS temp.rt_seg")
         c.execute(f"""
-            CREATE TEMP TABLE rt_seg AS
+            CREATE TEMP TABLE rt_ev AS
             WITH ev AS (
                 SELECT e.conversation_id AS c, e.at, e.id, e.type, e.actor
                 FROM rt_scope s JOIN events e ON e.conversation_id = s.id
@@ -671,6 +704,10 @@ class _Engine:
                 WINDOW p AS (PARTITION BY c ORDER BY at, id
                              ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
             )
+            SELECT * FROM w
+        """)
+        c.execute("""
+            CREATE TEMP TABLE rt_seg AS
             SELECT c, seg, MIN(cyc) AS cyc,
                 MIN(CASE WHEN type='received' OR (type='reopened' AND actor='customer')
                     THEN at END) AS start,
@@ -680,8 +717,9 @@ class _Engine:
                 MAX(CASE WHEN type='resolved' THEN at END) AS resolved_at,
                 MAX(CASE WHEN type='resolved' THEN COALESCE(actor, '') END) AS resolved_by,
                 MAX(type='breached') AS breach_rec
-            FROM w GROUP BY c, seg
+            FROM rt_ev GROUP BY c, seg
         """)
+        c.execute("CREATE INDEX temp.rt_seg_cs ON rt_seg(c, seg)")
 
     def _calendar_tables(self) -> None:
         """Cumulative business time over the span the new rows need."""
@@ -744,31 +782,11 @@ class _Engine:
         return f"(SELECT s + ({x}) - cum FROM rt_bhe WHERE ce >= {x} ORDER BY ce LIMIT 1)"
 
     # reading ----------------------------------------------------------------------------
-    def _key_sql(self, by: str | None, time_col: str) -> str:
-        """SQL for a row's group key (tags come whole and are split in Python)."""
-        if by is None:
-            return "''"
-        if by == "platform":
-            return "platform"
-        if by == "kind":
-            kinds = ",".join(f"'{k}'" for k in _PRIVATE_KINDS)
-            return f"CASE WHEN kind IN ({kinds}) THEN 'private' ELSE 'public' END"
-        if by == "urgency":
-            return "CAST(urgency AS TEXT)"
-        if by == "tag":
-            return "tags"
-        if by == "agent":
-            return f"COALESCE(NULLIF(agent, ''), '{NO_REPLY_LABEL}')"
-        local = self._local(time_col)
-        if by == "day":
-            return f"date({local} / 1000, 'unixepoch')"
-        if by == "weekday":
-            return f"strftime('%w', {local} / 1000, 'unixepoch')"
-        return f"strftime('%w %H', {local} / 1000, 'unixepoch')"
-
     def _local(self, t: str) -> str:
-        lo = self.now - timedelta(days=3660)
-        offsets = _offsets(self.tz, lo, self.now + timedelta(days=400)) \
+        """SQL for instant ``t`` as local wall-clock milliseconds (DST-aware over the span
+        being read: one CASE branch per clock change)."""
+        lo, hi = self._span
+        offsets = _offsets(self.tz, lo - timedelta(days=1), hi + timedelta(days=1)) \
             if self.tz is not UTC else [(0, 0)]
         parts = " ".join(f"WHEN {t} < {nxt} THEN {off}"
                          for (_, off), (nxt, _) in pairwise(offsets))
@@ -777,72 +795,147 @@ class _Engine:
 
     def aggregate(self, by: str | None, *, lo: int, plo: int,
                   hi: int) -> dict[str, tuple[Figures, Figures]]:
-        """One SQL pass: counts summed and durations concatenated per (period, group)."""
-        accs: dict[tuple[int, str], _Acc] = {}
-        split = by == "tag"
+        """Counts summed and durations concatenated per (period, group) in SQL.
 
-        def targets(p: int, g: str) -> list[_Acc]:
-            keys = [""]
-            if by is not None:
-                keys += (g.split() or [NONE_LABEL]) if split else [g]
+        Grouping never sorts the whole period (SQLite sorts at about a microsecond a row):
+        attribute breakdowns read an index already in (platform, kind, urgency, tags,
+        agent) order and fold the combinations into groups here; time breakdowns query
+        one local day at a time.
+        """
+        self._span = (from_ms(plo) or self.now, from_ms(hi) or self.now)
+        accs: dict[tuple[int, str], _Acc] = {}
+
+        def targets(p: int, keys: list[str]) -> list[_Acc]:
             out = []
-            for k in keys:
+            for k in ["", *keys] if by is not None else [""]:
                 acc = accs.get((p, k))
                 if acc is None:
                     acc = accs[(p, k)] = _Acc()
                 out.append(acc)
             return out
 
-        st = "CASE WHEN state = 0 AND :now >= due THEN 2 ELSE state END"
-        sql = f"""
-            SELECT p, g, TOTAL(n_in), TOTAL(nth = 1 AND cyc = 0), TOTAL(nth = 1 AND cyc > 0),
-                TOTAL(nth = 1 AND excl = 1), TOTAL(nth = 1 AND excl = 2),
-                TOTAL(f = 1), TOTAL(f = 1 AND reply_at IS NOT NULL),
-                TOTAL(f = 1 AND cyc_resolved_at IS NOT NULL),
-                TOTAL(f = 1 AND st > 0), TOTAL(f = 1 AND st = 2), TOTAL(f = 1 AND st = 0),
-                TOTAL(f = 2 AND st > 0), TOTAL(f = 2 AND st = 2), TOTAL(f = 2 AND st = 0),
-                group_concat(CASE WHEN f = 1 THEN cal END),
-                group_concat(CASE WHEN f = 1 THEN biz END),
-                group_concat(CASE WHEN f = 2 THEN cal END),
-                group_concat(CASE WHEN f = 2 THEN biz END),
-                group_concat(CASE WHEN f = 1 THEN res_cal END),
-                group_concat(CASE WHEN f = 1 THEN res_biz END)
-            FROM (
-                SELECT start >= :lo AS p, {self._key_sql(by, 'start')} AS g, n_in, nth, cyc,
-                    excl, f, reply_at, cyc_resolved_at, cal, biz, res_cal, res_biz, {st} AS st
-                FROM metrics_item WHERE start >= :plo AND start < :hi
-            ) GROUP BY p, g"""
-        for row in self.conn.execute(sql, {"lo": lo, "plo": plo, "hi": hi,
-                                           "now": self.now_ms}):
-            counts = [int(x) for x in row[2:16]]
-            lists = [_ints(x) for x in row[16:]]
-            for acc in targets(row[0], row[1]):
+        def add(p: int, keys: list[str], row: Sequence[Any]) -> None:
+            counts = [int(x) for x in row[:13]]
+            lists = [_ints(x) for x in row[13:]]
+            for acc in targets(p, keys):
                 acc.add(counts, lists)
-        self._sent(by, lo, plo, hi, targets)
+
+        ranges = ((1, lo, hi), (0, plo, lo))
+        agg, args = self._item_aggregates()
+        if by is None:
+            for p, a, b in ranges:
+                add(p, [], self.conn.execute(
+                    f"SELECT {agg} FROM metrics_item WHERE start >= :a AND start < :b",
+                    {**args, "a": a, "b": b}).fetchone())
+        elif by in _ATTR_DIMENSIONS:
+            # Sorting on the one column the groups come from is cheaper than walking an
+            # index in group order (that reads the rows at random).
+            column = _ATTR_COLUMN[by]
+            for p, a, b in ranges:
+                for row in self.conn.execute(
+                        f"SELECT {column}, {agg} FROM metrics_item "
+                        "WHERE start >= :a AND start < :b GROUP BY 1",
+                        {**args, "a": a, "b": b}):
+                    add(p, _value_keys(by, row[0], NO_REPLY_LABEL), row[1:])
+        else:
+            hour = f"strftime('%H', {self._local('start')} / 1000, 'unixepoch')"
+            for p, a, b, day in self._days(ranges):
+                if by == "hour":
+                    for row in self.conn.execute(
+                            f"SELECT {hour}, {agg} FROM metrics_item "
+                            "WHERE start >= :a AND start < :b GROUP BY 1",
+                            {**args, "a": a, "b": b}):
+                        add(p, [f"{_weekday_number(day)} {row[0]}"], row[1:])
+                else:
+                    add(p, [_day_key(by, day)], self.conn.execute(
+                        f"SELECT {agg} FROM metrics_item WHERE start >= :a AND start < :b",
+                        {**args, "a": a, "b": b}).fetchone())
+        self._sent(by, ranges, targets)
         out: dict[str, tuple[Figures, Figures]] = {}
         for k in {k for _p, k in accs}:
             cur, old = accs.get((1, k)), accs.get((0, k))
             out[k] = (cur.figures() if cur else Figures(), old.figures() if old else Figures())
         return out
 
-    def _sent(self, by: str | None, lo: int, plo: int, hi: int, targets: Any) -> None:
-        key = self._key_sql(by, "at").replace(f"'{NO_REPLY_LABEL}'", "'(unknown)'")
-        names = {"replied": "sent", "auto_replied": "auto_sent", "reply_failed": "failed",
-                 "reply_retried": "retried", "reply_unconfirmed": "unconfirmed"}
+    def _item_aggregates(self) -> tuple[str, dict[str, Any]]:
+        st = "(CASE WHEN state = 0 AND :now >= due THEN 2 ELSE state END)"
+        agg = f"""TOTAL(nth = 1 AND cyc = 0), TOTAL(nth = 1 AND cyc > 0),
+            TOTAL(nth = 1 AND excl = 1), TOTAL(nth = 1 AND excl = 2),
+            TOTAL(f = 1), TOTAL(f = 1 AND reply_at IS NOT NULL),
+            TOTAL(f = 1 AND cyc_resolved_at IS NOT NULL),
+            TOTAL(f = 1 AND {st} > 0), TOTAL(f = 1 AND {st} = 2), TOTAL(f = 1 AND {st} = 0),
+            TOTAL(f = 2 AND {st} > 0), TOTAL(f = 2 AND {st} = 2), TOTAL(f = 2 AND {st} = 0),
+            group_concat(CASE WHEN f = 1 THEN cal END),
+            group_concat(CASE WHEN f = 1 THEN biz END),
+            group_concat(CASE WHEN f = 2 THEN cal END),
+            group_concat(CASE WHEN f = 2 THEN biz END),
+            group_concat(CASE WHEN f = 1 THEN res_cal END),
+            group_concat(CASE WHEN f = 1 THEN res_biz END)"""
+        return agg, {"now": self.now_ms}
+
+    def _attr_index(self, a: int, b: int) -> str:
+        """Walk the attribute index when the range is a good part of the table (no sort);
+        for a small range a sort of its few rows is cheaper than reading every entry."""
+        marks = ",".join("?" * len(_SEND_NAMES))
+        inside = self.conn.execute(f"SELECT count(*) FROM metrics_send WHERE type IN ({marks}) "
+                                   "AND at >= ? AND at < ?", (*_SEND_NAMES, a, b)).fetchone()[0]
+        total = self.conn.execute("SELECT count(*) FROM metrics_send").fetchone()[0]
+        return " INDEXED BY metrics_send_attr" if inside * 4 > total else ""
+
+    def _days(self, ranges: Sequence[tuple[int, int, int]]
+              ) -> Iterator[tuple[int, int, int, date]]:
+        """``(p, start_ms, end_ms, local date)`` for every local day inside the ranges."""
+        for p, a, b in ranges:
+            if b <= a:
+                continue
+            day = (from_ms(a) or self.now).astimezone(self.tz).date()
+            while True:
+                d0 = to_ms(datetime.combine(day, time(), tzinfo=self.tz))
+                d1 = to_ms(datetime.combine(day + timedelta(days=1), time(), tzinfo=self.tz))
+                s, e = max(a, d0), min(b, d1)
+                if s < e:
+                    yield p, s, e, day
+                if d1 >= b:
+                    break
+                day += timedelta(days=1)
+
+    def _sent(self, by: str | None, ranges: Sequence[tuple[int, int, int]],
+              targets: Any) -> None:
+        """Messages received and replies sent, failed, retried: counted by their own time."""
+        marks = ",".join("?" * len(_SEND_NAMES))
+        by_type = (f"SELECT type, COUNT(*) FROM metrics_send INDEXED BY metrics_send_type "
+                   f"WHERE type IN ({marks}) AND at >= ? AND at < ? GROUP BY type")
+
+        def add(p: int, keys: list[str], type_: str, n: int) -> None:
+            name = _SEND_NAMES[type_]
+            for acc in targets(p, keys):
+                setattr(acc, name, getattr(acc, name) + n)
+
         if by is None:
-            # Index ranges per type, no sort: the common case stays cheap on big stores.
-            marks = ",".join("?" * len(names))
-            rows = [(p, "", type_, int(n)) for type_, cur, total in self.conn.execute(
-                f"SELECT type, TOTAL(at >= ?), COUNT(*) FROM metrics_send WHERE type IN "
-                f"({marks}) AND at >= ? AND at < ? GROUP BY type", (lo, *names, plo, hi))
-                for p, n in ((1, cur), (0, total - cur))]
+            for p, a, b in ranges:
+                for type_, n in self.conn.execute(by_type, (*_SEND_NAMES, a, b)):
+                    add(p, [], type_, n)
+        elif by in _ATTR_DIMENSIONS:
+            for p, a, b in ranges:
+                for row in self.conn.execute(
+                        "SELECT platform, kind, urgency, tags, agent, type, COUNT(*) "
+                        f"FROM metrics_send{self._attr_index(a, b)} "
+                        f"WHERE type IN ({marks}) AND at >= ? AND at < ? "
+                        "GROUP BY platform, kind, urgency, tags, agent, type",
+                        (*_SEND_NAMES, a, b)):
+                    add(p, _attr_keys(by, row[:5], UNKNOWN_LABEL), row[5], row[6])
         else:
-            rows = self.conn.execute(
-                f"SELECT at >= ?, {key}, type, COUNT(*) FROM metrics_send "
-                "WHERE at >= ? AND at < ? GROUP BY 1, 2, 3", (lo, plo, hi)).fetchall()
-        for p, g, type_, n in rows:
-            for acc in targets(p, g):
-                setattr(acc, names[type_], getattr(acc, names[type_]) + n)
+            hour = f"strftime('%H', {self._local('at')} / 1000, 'unixepoch')"
+            for p, a, b, day in self._days(ranges):
+                if by == "hour":
+                    for h, type_, n in self.conn.execute(
+                            f"SELECT {hour}, type, COUNT(*) FROM metrics_send "
+                            f"WHERE type IN ({marks}) AND at >= ? AND at < ? GROUP BY 1, 2",
+                            (*_SEND_NAMES, a, b)):
+                        add(p, [f"{_weekday_number(day)} {h}"], type_, n)
+                else:
+                    for type_, n in self.conn.execute(by_type, (*_SEND_NAMES, a, b)):
+                        add(p, [_day_key(by, day)], type_, n)
 
     def order_keys(self, by: str | None,
                    grouped: dict[str, tuple[Figures, Figures]]) -> list[str]:
@@ -898,6 +991,34 @@ class _Engine:
                 breached=self._breached(r[10], r[12]), breach_recorded=bool(r[13]),
                 excluded=excluded, messages=r[15]))
         return out
+
+
+def _attr_keys(by: str, attrs: Sequence[Any], no_agent: str) -> list[str]:
+    """The group(s) of one (platform, kind, urgency, tags, agent) combination."""
+    return _value_keys(by, attrs[_ATTR_DIMENSIONS.index(by)], no_agent)
+
+
+def _value_keys(by: str, value: Any, no_agent: str) -> list[str]:
+    """The group(s) of one value of the column ``by`` reads."""
+    if by == "kind":
+        return ["private" if value in _PRIVATE_KINDS else "public"]
+    if by == "urgency":
+        return [str(value)]
+    if by == "tag":
+        return (value or "").split() or [NONE_LABEL]
+    if by == "agent":
+        # NULL: nobody replied; "": a reply whose sender was not recorded.
+        return [no_agent if value is None else (value or UNKNOWN_LABEL)]
+    return [str(value)]
+
+
+def _weekday_number(day: date) -> int:
+    """strftime's %w: Sunday is 0."""
+    return (day.weekday() + 1) % 7
+
+
+def _day_key(by: str, day: date) -> str:
+    return day.isoformat() if by == "day" else str(_weekday_number(day))
 
 
 def _sec(ms: int | None) -> float | None:

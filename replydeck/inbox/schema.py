@@ -164,6 +164,11 @@ MIGRATIONS: list[str] = [
     """
     DROP TRIGGER IF EXISTS messages_ai;
     """,
+    # 3: search maps each matching message to its conversation; reading that from this
+    # narrow index instead of the wide message rows makes a common-word search ~2x faster.
+    """
+    CREATE INDEX msg_id_conv ON messages(id, conversation_id);
+    """,
 ]
 
 

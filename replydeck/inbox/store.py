@@ -1115,9 +1115,9 @@ class Store:
             clauses.append("(' ' || c.views || ' ') LIKE ?")
             args.append(f"% {f.view} %")
         if f.search:
-            ids_sql, ids_args = self._search_sql(f.search)
-            clauses.append(f"c.id IN ({ids_sql})")
-            args.extend(ids_args)
+            search_sql, search_args = self._search_sql(f.search)
+            clauses.append(search_sql)
+            args.extend(search_args)
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 
     @staticmethod
@@ -1127,11 +1127,14 @@ class Store:
         if terms and all(len(t) >= 3 for t in terms):
             # Each term quoted: user text is never FTS5 query syntax.
             query = " AND ".join('"' + t.replace('"', '""') + '"' for t in terms)
-            return ("SELECT m.conversation_id FROM messages m WHERE m.id IN "
-                    "(SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?)", [query])
-        # Trigram cannot index 1-2 character terms (e.g. a two-kanji word): scan with LIKE.
+            return ("c.id IN (SELECT m.conversation_id FROM messages m INDEXED BY msg_id_conv "
+                    "WHERE m.id IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?))",
+                    [query])
+        # Trigram cannot index 1-2 character terms (e.g. a two-kanji word): check each
+        # conversation's messages while walking the list in order, so a window stops as
+        # soon as it has its rows.
         like = " AND ".join("m.text LIKE ? ESCAPE '\\'" for _ in terms) or "1=1"
-        return (f"SELECT m.conversation_id FROM messages m WHERE {like}",
+        return (f"EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id AND {like})",
                 ["%" + t.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
                  for t in terms])
 

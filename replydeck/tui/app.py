@@ -69,6 +69,7 @@ class ReplydeckApp(App[int]):
         self._write_store: Store | None = None
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="replydeck-read")
         self._read_store: Store | None = None
+        self._closing = False
         self._services: Any = None
         self._marker: tuple[int, int] | None = None
         self._suggester: Any = None
@@ -96,6 +97,7 @@ class ReplydeckApp(App[int]):
                         exit_on_error=False)
 
     def on_unmount(self) -> None:
+        self._closing = True
         if self._services is not None:
             self._services.stop()
         # Pending writes (the last draft) finish before the process goes.
@@ -131,7 +133,14 @@ class ReplydeckApp(App[int]):
     async def read(self, fn: Callable[[Store], T]) -> T:
         """Run a slow read (counts over the whole inbox) on the reader thread."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._reader, functools.partial(self._in_reader, fn))
+        try:
+            return await loop.run_in_executor(self._reader,
+                                              functools.partial(self._in_reader, fn))
+        except RuntimeError:
+            if self._closing:
+                # The app is closing: whoever wanted this read is going away too.
+                raise asyncio.CancelledError from None
+            raise
 
     def _in_reader(self, fn: Callable[[Store], T]) -> T:
         if self._read_store is None:
@@ -144,7 +153,7 @@ class ReplydeckApp(App[int]):
             self._marker = marker
             screen = self.inbox_screen
             if screen is not None and screen.is_mounted:
-                self.run_worker(screen.data_changed(), group="refresh", exclusive=True)
+                screen.background(screen.data_changed(), group="refresh", exclusive=True)
 
     def _tick(self) -> None:
         screen = self.inbox_screen

@@ -28,6 +28,7 @@ from replydeck.config.sla import SlaConfig
 from replydeck.inbox import metrics
 from replydeck.inbox.metrics import BUCKET_LABELS, Distribution, Figures, Report
 from replydeck.inbox.model import utcnow
+from replydeck.inbox.sanitize import sanitize_line
 from replydeck.inbox.store import Store
 from replydeck.inbox.timefmt import short_duration
 
@@ -150,7 +151,7 @@ def group_table(rep: Report, title: str) -> Table:
         t.add_column(name, justify="left" if not name else "right")
     for g in rep.groups:
         f = g.current
-        t.add_row(Text(metrics.group_label(rep.by, g.key)), Text(str(f.received)),
+        t.add_row(Text(sanitize_line(metrics.group_label(rep.by, g.key))), Text(str(f.received)),
                   Text(_pct(f.reply_rate)), Text(_d(f.first_response.median)),
                   Text(_d(f.first_response.p90)), Text(_pct(f.sla_first.rate)),
                   Text(str(f.sent)))

@@ -349,3 +349,16 @@ def test_cache_built_in_small_chunks_gives_the_same_figures(
         assert w.store.conn.execute("SELECT count(*) FROM metrics_item").fetchone()[0] == 12  # waits: P, A A, B-D, E E, F-I
     finally:
         w.close()
+
+
+def test_received_counts_messages_by_their_own_time(
+        week: tuple[World, dict[str, int]]) -> None:
+    w, _ = week
+    # Mon 09:00-10:02: A's first message and its 10:00 follow-up are in; 10:05 is not.
+    period = metrics.Period(utc(2026, 11, 2, 9), utc(2026, 11, 2, 10, 2))
+    cur = metrics.compute(w.store, period, sla=w.cfg, now=NOW).current
+    assert cur.received == 2
+    assert (cur.new_conversations, cur.needed_reply) == (1, 1)
+    # Both waits of A started inside; their replies came later and still count.
+    assert (cur.first_response.median, cur.next_response.median) == (1200, 3000)
+    assert cur.sent == 1    # ana's 09:20 reply; ben's 10:50 is after the period

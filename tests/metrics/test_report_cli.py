@@ -176,3 +176,26 @@ def test_since_is_relative_to_now(setup: Any, capsys: Any) -> None:
     assert (data["current"]["sent"], data["current"]["needed_reply"]) == (1, 0)
     assert isinstance(datetime.fromisoformat(data["period"]["end"].replace("Z", "+00:00")),
                       datetime)
+
+
+def test_parser_choices_match_the_metrics_dimensions() -> None:
+    from replydeck.inbox import metrics
+
+    assert report_cli.DIMENSIONS == metrics.DIMENSIONS
+
+
+def test_terminal_escapes_from_a_platform_never_reach_the_terminal(
+        tmp_path: Path, report_cmd: None, capsys: Any) -> None:
+    (tmp_path / "config.toml").write_text(CONFIG, encoding="utf-8")
+    w = World(tmp_path / "week.db", berlin_config())
+    conv = w.customer("N", utc(2026, 11, 4, 9), platform="evil\x1b]0;pwned\x07\x1b[31m")
+    w.reply(conv, utc(2026, 11, 4, 9, 5), "ana")
+    w.close()
+    base = ["--config", str(tmp_path / "config.toml"), "--data-dir", str(tmp_path / "d")]
+    for args in (("--by", "platform"), ("--by", "platform", "--format", "csv"),
+                 ("--conversations",), ("--explain", str(conv))):
+        code, out, _ = run(capsys, base, *WEEK, *args) if args[0] != "--explain" else run(
+            capsys, base, *args)
+        assert code == 0
+        assert "\x1b" not in out and "\x07" not in out
+        assert "evil" in out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ NOW = utc(2026, 11, 9, 0)  # the period is exactly the hand-built week
 def rendered(screen: ReportsScreen, widget_id: str) -> str:
     static = screen.query_one(f"#{widget_id}", Static)
     content = static.content if hasattr(static, "content") else static.renderable
-    console = Console(width=140, record=True, color_system=None)
+    console = Console(width=140, record=True, color_system=None, file=io.StringIO())
     console.print(content)
     return console.export_text()
 
@@ -76,3 +77,18 @@ async def test_reports_screen_shows_figures_from_a_worker(tmp_path: Path) -> Non
         assert app.screen is not screen
     # Each computation opened its own connection (the inbox's is never used).
     assert len(opened) == 2
+
+
+async def test_names_are_shown_as_text_never_as_markup(tmp_path: Path) -> None:
+    w = World(tmp_path / "names.db", berlin_config())
+    conv = w.customer("N", utc(2026, 11, 4, 9), platform="[bold]x[/bold]")
+    w.reply(conv, utc(2026, 11, 4, 9, 5), "[red]eve[/red]")
+    w.store.close()
+    screen = ReportsScreen(tmp_path / "names.db", berlin_config(), clock=lambda: NOW)
+    app = Host(screen)
+    async with app.run_test(size=(150, 60)) as pilot:
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "[red]eve[/red]" in rendered(screen, "reports-agents")
+        assert "[bold]x[/bold]" in rendered(screen, "reports-platforms")

@@ -7,6 +7,7 @@ Writes go to the app's writer thread; the list re-reads the store when they comm
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, cast
 
 from rich.text import Text
@@ -14,6 +15,7 @@ from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Static
@@ -118,9 +120,16 @@ class InboxScreen(Screen[None]):
         self.inbox.focus()
         # After the first frame: the counts are the slow part of a big inbox.
         self.call_after_refresh(self.tick)
+        self.call_after_refresh(lambda: self.background(self.refresh_drafts(), group="drafts"))
 
     def on_resize(self, event: events.Resize) -> None:
-        self.set_class(event.size.width >= WIDE, "-wide")
+        wide = event.size.width >= WIDE
+        self.set_class(wide, "-wide")
+        # Wide shows both panes; narrow shows the conversation alone while composing.
+        if wide:
+            self.remove_class("-reading")
+        elif self.composing:
+            self.add_class("-reading")
         self._paint_header()
         if self.wide and self.inbox.current and self.conversation.conversation is None:
             self.conversation.show(self.inbox.current.id)
@@ -154,11 +163,18 @@ class InboxScreen(Screen[None]):
         if self.conversation.conversation is not None and (self.wide or self.reading):
             self.conversation.refresh_data()
         await self.status.update_in_background(self.app.read)
+        await self.refresh_drafts()
+
+    async def refresh_drafts(self) -> None:
+        drafts = set(await self.app.read(lambda s: list(s.drafts())))
+        if drafts != self.inbox.drafts:
+            self.inbox.drafts = drafts
+            self.inbox.refresh()
 
     def tick(self) -> None:
         self.inbox.tick()
         self.conversation.tick()
-        self.run_worker(self.status.update_in_background(self.app.read), group="status",
+        self.background(self.status.update_in_background(self.app.read), group="status",
                         exclusive=True)
 
     def switch_view(self, view: ViewDef | None) -> None:
@@ -189,6 +205,20 @@ class InboxScreen(Screen[None]):
             self._follow.stop()
         conv_id = event.conversation.id if event.conversation else None
         self._follow = self.set_timer(FOLLOW_DELAY_S, lambda: self.conversation.show(conv_id))
+
+    def background(self, work: Awaitable[Any], *, group: str = "default",
+                   exclusive: bool = False) -> None:
+        """Run ``work`` as a worker that ends quietly if the screen goes away meanwhile
+        (quitting while a read is in flight), and fails loudly for anything else."""
+
+        async def guarded() -> None:
+            try:
+                await work
+            except NoMatches:
+                if self.is_attached and self.app.is_running:
+                    raise
+
+        self.run_worker(guarded(), group=group, exclusive=exclusive)
 
     def _targets(self) -> list[int]:
         if self.inbox.selected:
@@ -236,7 +266,7 @@ class InboxScreen(Screen[None]):
         if not self.wide:
             self.add_class("-reading")
         if conv.unread:
-            self.run_worker(self._write(lambda s: s.mark_read([conv.id], True)),
+            self.background(self._write(lambda s: s.mark_read([conv.id], True)),
                             group="writes")
         return conv
 
@@ -294,7 +324,7 @@ class InboxScreen(Screen[None]):
         conv_id, body, private = event.conv_id, event.body, event.private
         if body.strip():
             self.app.session_drafts.add(conv_id)
-        self.run_worker(self.app.write(lambda s: s.save_draft(conv_id, body, private)),
+        self.background(self.app.write(lambda s: s.save_draft(conv_id, body, private)),
                         group="drafts")
 
     async def on_composer_send(self, event: Composer.Send) -> None:
@@ -369,7 +399,7 @@ class InboxScreen(Screen[None]):
         ids = self._targets()
         if ids:
             agent = self.app.config.agent_name
-            self.run_worker(self._write(lambda s: s.set_status(ids, Status.OPEN, actor=agent),
+            self.background(self._write(lambda s: s.set_status(ids, Status.OPEN, actor=agent),
                                         "Reopened"), group="writes")
 
     def action_snooze(self) -> None:
@@ -452,7 +482,7 @@ class InboxScreen(Screen[None]):
         if not ids or current is None:
             return
         read = current.unread
-        self.run_worker(self._write(lambda s: s.mark_read(ids, read)), group="writes")
+        self.background(self._write(lambda s: s.mark_read(ids, read)), group="writes")
 
     def action_select(self) -> None:
         self.inbox.toggle_selected()
@@ -532,12 +562,12 @@ class InboxScreen(Screen[None]):
         from replydeck.tui.screens.outbox import OutboxScreen
 
         def retry(reply_id: int) -> None:
-            self.run_worker(self._outbox_write(lambda s: s.requeue_reply(
+            self.background(self._outbox_write(lambda s: s.requeue_reply(
                 reply_id, actor=self.app.config.agent_name), f"Reply #{reply_id} queued again"),
                 group="writes")
 
         def cancel(reply_id: int) -> None:
-            self.run_worker(self._outbox_write(lambda s: s.cancel_reply(reply_id),
+            self.background(self._outbox_write(lambda s: s.cancel_reply(reply_id),
                                                f"Reply #{reply_id} is a draft again"),
                             group="writes")
 

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
+from rich.console import Group
+from rich.padding import Padding
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
@@ -87,16 +90,38 @@ def triage_text(conv: Conversation, now: datetime, time_format: str) -> Text:
 
 
 def thread_text(store: Store, conv: Conversation, now: datetime, time_format: str) -> Text:
+    """The thread as one plain Text (what :func:`thread_renderable` shows, unindented)."""
+    parts = thread_parts(store, conv, now, time_format)
+    out = Text()
+    for header, body in parts:
+        out.append_text(header)
+        out.append("\n")
+        out.append_text(body)
+        out.append("\n\n")
+    return out
+
+
+def thread_renderable(parts: list[tuple[Text, Text]]) -> Group:
+    """Headers flush left, bodies indented two cells (wrapped lines too)."""
+    items: list[Any] = []
+    for header, body in parts:
+        items += [header, Padding(body, (0, 0, 1, 2))]
+    return Group(*items)
+
+
+def thread_parts(store: Store, conv: Conversation, now: datetime,
+                 time_format: str) -> list[tuple[Text, Text]]:
     rows = store.message_rows(conv.id)
     replies = {r.id: r for r in store.replies(conv.id)}
-    t = Text()
+    parts: list[tuple[Text, Text]] = []
     if len(rows) > MAX_MESSAGES:
-        t.append(f"… {len(rows) - MAX_MESSAGES} earlier messages not shown\n\n", "dim")
+        parts.append((Text(f"… {len(rows) - MAX_MESSAGES} earlier messages not shown",
+                           "dim"), Text()))
         rows = rows[-MAX_MESSAGES:]
     for row in rows:
         out = row["direction"] == str(Direction.OUT)
-        when = fmt.local_time(from_ms(row["created_at"]), now, time_format)
-        t.append(f"{when}  ", "dim")
+        t = Text()
+        t.append(f"{fmt.local_time(from_ms(row['created_at']), now, time_format)}  ", "dim")
         if out:
             t.append("you" if not row["automated"] else "auto-reply", "bold green")
             if row["name"]:
@@ -108,16 +133,14 @@ def thread_text(store: Store, conv: Conversation, now: datetime, time_format: st
             t.append(row["name"] or row["handle"] or "customer", "bold cyan")
             if row["handle"]:
                 t.append(f" @{row['handle'].lstrip('@')}", "cyan")
-        t.append("\n")
-        t.append(_indent(row["text"]))
-        t.append("\n\n")
-    pending = [r for r in replies.values() if r.state != ReplyState.SENT]
-    for reply in pending:
-        t.append(_pending(reply, now, time_format))
-    return t
+        parts.append((t, Text(row["text"])))
+    for reply in replies.values():
+        if reply.state != ReplyState.SENT:
+            parts.append(_pending(reply, now, time_format))
+    return parts
 
 
-def _pending(reply: Reply, now: datetime, time_format: str) -> Text:
+def _pending(reply: Reply, now: datetime, time_format: str) -> tuple[Text, Text]:
     t = Text()
     t.append(f"{fmt.local_time(reply.created_at, now, time_format)}  ", "dim")
     t.append("you", "bold green")
@@ -125,14 +148,7 @@ def _pending(reply: Reply, now: datetime, time_format: str) -> Text:
     t.append("  private" if reply.private else "  public", "dim")
     if reply.last_error:
         t.append(f"  {reply.last_error}", "red")
-    t.append("\n")
-    t.append(_indent(reply.body), "italic")
-    t.append("\n\n")
-    return t
-
-
-def _indent(text: str) -> str:
-    return "\n".join("  " + line for line in text.splitlines()) or "  "
+    return t, Text(reply.body, "italic")
 
 
 def related_text(convs: list[Conversation], now: datetime) -> Text:
@@ -159,6 +175,7 @@ class ConversationView(VerticalScroll, can_focus=True):
         self.clock = clock
         self.time_format = time_format
         self.conversation: Conversation | None = None
+        self._thread_plain = ""
 
     def compose(self) -> ComposeResult:
         yield Static(Text("No conversation selected.", "dim"), id="conv-card")
@@ -189,6 +206,7 @@ class ConversationView(VerticalScroll, can_focus=True):
             card.update(Text("No conversation selected.", "dim"))
             for part in ("#conv-triage", "#conv-thread", "#conv-related"):
                 self.query_one(part, Static).update(Text())
+            self._thread_plain = ""
             return
         self.query_one("#conv-triage", Static).update(triage_text(conv, now, self.time_format))
         if full:
@@ -196,14 +214,16 @@ class ConversationView(VerticalScroll, can_focus=True):
             earlier = sum(1 for c in related if c.created_at and conv.created_at
                           and c.created_at < conv.created_at)
             card.update(author_card(conv, earlier))
-            self.query_one("#conv-thread", Static).update(
-                thread_text(self.store, conv, now, self.time_format))
+            parts = thread_parts(self.store, conv, now, self.time_format)
+            self._thread_plain = "\n\n".join(f"{h.plain}\n{b.plain}" for h, b in parts)
+            self.query_one("#conv-thread", Static).update(thread_renderable(parts))
             self.query_one("#conv-related", Static).update(related_text(related, now))
 
     def plain_text(self) -> str:
         """Everything shown, as plain text (for tests and copying)."""
         parts = []
-        for part in ("#conv-card", "#conv-triage", "#conv-thread", "#conv-related"):
+        for part in ("#conv-card", "#conv-triage", "#conv-related"):
             content = self.query_one(part, Static).visual
             parts.append(str(getattr(content, "plain", content)))
+        parts.insert(2, self._thread_plain)
         return "\n".join(parts)

@@ -141,6 +141,8 @@ class InboxList(ScrollView, can_focus=True, inherit_bindings=False):
         self.total = 0
         self.cursor = 0
         self.selected: set[int] = set()
+        #: Conversations with an unsent draft (marked ✎, so a restored draft is found).
+        self.drafts: set[int] = set()
         self.empty_text = "Nothing here."
         self._base = 0
         self._rows: list[Conversation] = []
@@ -412,7 +414,9 @@ class InboxList(ScrollView, can_focus=True, inherit_bindings=False):
         for name, w in columns(width):
             style = row_style
             if name == "mark":
-                text = ("+" if conv.id in self.selected else " ") + ("•" if conv.unread else " ")
+                first = "+" if conv.id in self.selected else "✎" if conv.id in self.drafts \
+                    else " "
+                text = first + ("•" if conv.unread else " ")
                 style = row_style + self._style("inbox--unread")
             elif name == "urgency":
                 text = fmt.fit(fmt.URGENCY_WORDS[conv.urgency], w)

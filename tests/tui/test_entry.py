@@ -1,0 +1,56 @@
+"""``run(config)`` on a real pseudo-terminal: paints the inbox, runs services, q quits."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import select
+import struct
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _read_until(fd: int, needle: bytes, timeout: float) -> bytes:
+    seen = b""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and needle not in seen:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            try:
+                seen += os.read(fd, 65536)
+            except OSError:
+                break
+    return seen
+
+
+def test_run_paints_and_quits_on_q(config, store):
+    store.close()
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TERM": "xterm-256color", "TZ": "UTC"}
+    proc = subprocess.Popen([sys.executable, "-m", "tests.tui.run_child", str(config.file)],
+                            stdin=slave, stdout=slave, stderr=slave, cwd=ROOT, env=env,
+                            close_fds=True)
+    os.close(slave)
+    try:
+        shown = _read_until(master, b"CRISIS", 20)
+        assert b"CRISIS" in shown, shown[-500:]
+        # The services thread reports the source's health on the status line.
+        shown += _read_until(master, b"social", 10)
+        assert b"social" in shown
+        os.write(master, b"q")
+        deadline = time.monotonic() + 15
+        while proc.poll() is None and time.monotonic() < deadline:
+            _read_until(master, b"\x00", 0.2)
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
