@@ -671,8 +671,10 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--json", action="store_true")
     rt.set_defaults(func=cmd_rules_test)
 
+    from replydeck.report_cli import register as register_report
     from replydeck.webhook_cli import register as register_webhooks
 
+    register_report(sub)
     register_webhooks(sub)
 
     o = sub.add_parser("outbox", help="replies not yet delivered; retry, confirm or cancel")

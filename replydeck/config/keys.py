@@ -73,6 +73,7 @@ ACTIONS: tuple[Action, ...] = (
     Action("prev_match", ("N",), "Previous search match", "Find"),
     Action("filter", ("f",), "Filter by platform, kind, status, tag, assignee, urgency", "Find"),
     Action("outbox", ("o",), "Outbox: see, retry or cancel replies", "Show"),
+    Action("reports", ("M",), "Reports: response times, SLA attainment", "Show"),
     Action("help", ("?", "f1"), "This help", "Show"),
     Action("quit", ("q", "ctrl+q"), "Quit (asks first if something is unsent)", "Show"),
     Action("compose_send", ("ctrl+s",), "Send the reply", "Composer", COMPOSER),

@@ -547,11 +547,23 @@ class _Engine:
                     if statement.strip():
                         self.conn.execute(statement)
                 top = self.conn.execute("SELECT MAX(id) FROM events").fetchone()[0] or 0
-                if top <= done:
+                # SQLite hands the id of a deleted last row to the next insert (the store
+                # replaces a reply it first logged as "external"), so the last event seen
+                # is checked too, not only its id.
+                rewritten: set[int] = set()
+                seen = state.get("event_sig")
+                if done and seen != self._signature(done):
+                    rewritten.add(int((seen or "0").split("|", 1)[0] or 0))
+                    now_at = self._signature(done)
+                    if now_at:
+                        rewritten.add(int(now_at.split("|", 1)[0] or 0))
+                if top <= done and not rewritten:
                     return
-                changed = [r[0] for r in self.conn.execute(
+                # Taken now: a rewrite of this event while the chunks run shows next time.
+                top_sig = self._signature(top)
+                changed = sorted({r[0] for r in self.conn.execute(
                     "SELECT DISTINCT conversation_id FROM events WHERE id > ? AND "
-                    "conversation_id IS NOT NULL ORDER BY 1", (done,))]
+                    "conversation_id IS NOT NULL", (done,))} | (rewritten - {0}))
             for i in range(0, len(changed), _CHUNK):
                 with self._write():
                     self._fresh("rt_scope", "id INTEGER PRIMARY KEY")
@@ -561,7 +573,12 @@ class _Engine:
                     for name in ("rt_scope", "rt_ev", "rt_seg", "rt_bh", "rt_bhe", "rt_tgt"):
                         self.conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
             with self._write():
-                self._set_state(fp, top)
+                self._set_state(fp, top, top_sig)
+
+    def _signature(self, event_id: int) -> str | None:
+        row = self.conn.execute("SELECT conversation_id, type, actor, at, data FROM events "
+                                "WHERE id=?", (event_id,)).fetchone()
+        return None if row is None else "|".join("" if v is None else str(v) for v in row)
 
     @contextmanager
     def _big_cache(self) -> Iterator[None]:
@@ -587,11 +604,11 @@ class _Engine:
             raise
         self.conn.execute("COMMIT")
 
-    def _set_state(self, fp: str, event_id: int) -> None:
+    def _set_state(self, fp: str, event_id: int, sig: str | None = None) -> None:
         self.conn.executemany(
             "INSERT INTO metrics_state(key, value) VALUES(?, ?) ON CONFLICT(key) "
             "DO UPDATE SET value=excluded.value",
-            [("fingerprint", fp), ("event_id", str(event_id))])
+            [("fingerprint", fp), ("event_id", str(event_id)), ("event_sig", sig or "")])
 
     def _fresh(self, name: str, columns: str) -> None:
         self.conn.execute(f"DROP TABLE IF EXISTS temp.{name}")

@@ -362,3 +362,55 @@ def test_received_counts_messages_by_their_own_time(
     # Both waits of A started inside; their replies came later and still count.
     assert (cur.first_response.median, cur.next_response.median) == (1200, 3000)
     assert cur.sent == 1    # ana's 09:20 reply; ben's 10:50 is after the period
+
+
+def test_reply_seen_by_the_poller_first_is_credited_to_its_agent(tmp_path: Path) -> None:
+    """The poller may fetch our own reply before the outbox records it: it is logged as
+    from another app, then handed to the agent who wrote it (no reply counted twice)."""
+    w = World(tmp_path / "echo.db", berlin_config())
+    try:
+        conv = w.customer("R", utc(2026, 11, 3, 9))
+        r = w.store.queue_reply(conv, "on it", agent="ana", now=utc(2026, 11, 3, 9, 9))
+        w.store.claim_replies("w", lease_until=utc(2026, 11, 3, 9, 20),
+                              now=utc(2026, 11, 3, 9, 9, 30))
+        echo = w.store.conversation(conv)
+        assert echo is not None
+        from replydeck.inbox.model import Author, Direction, Message
+        w.store.ingest("src", [Message(
+            source="src", remote_id="out-echo", platform="x", kind=Kind.DM,
+            author=Author(id="brand"), text="on it", created_at=utc(2026, 11, 3, 9, 10),
+            direction=Direction.OUT, thread_key=echo.thread_key)], None,
+            now=utc(2026, 11, 3, 9, 10, 30))
+        before = {g.key: g.current for g in report(w, "agent").groups}
+        assert before["external"].first_response.median == 600
+        w.store.mark_sent(r.id, remote_id="out-echo", sent_at=utc(2026, 11, 3, 9, 10),
+                          now=utc(2026, 11, 3, 9, 11))
+        after = report(w, "agent")
+        groups = {g.key: g.current for g in after.groups}
+        assert "external" not in groups
+        assert (groups["ana"].first_response.median, groups["ana"].sent) == (600, 1)
+        assert after.current.sent == 1
+    finally:
+        w.close()
+
+
+def test_holiday_is_closed_all_day(tmp_path: Path) -> None:
+    from replydeck.config.sla import from_mapping
+
+    cfg = from_mapping({"sla": {"business_hours": True},
+                        "business_hours": {"timezone": "Europe/Berlin",
+                                           "holidays": ["2026-11-04"]}})
+    w = World(tmp_path / "holiday.db", cfg)
+    try:
+        # Tue 16:30 Berlin, answered Thu 09:20 Berlin; Wednesday is a holiday.
+        conv = w.customer("H", utc(2026, 11, 3, 15, 30))
+        w.reply(conv, utc(2026, 11, 5, 8, 20), "ana")
+        cur = metrics.compute(w.store, PERIOD, sla=cfg, now=NOW).current
+        assert cur.first_response.median == 40 * 3600 + 50 * 60
+        assert cur.first_response_business.median == 50 * 60
+        (item,) = metrics.explain(w.store, conv, sla=cfg, now=NOW).items
+        # 1h private target: 30 minutes on Tuesday, 30 on Thursday.
+        assert item.due_at == utc(2026, 11, 5, 8, 30)
+        assert not item.breached
+    finally:
+        w.close()

@@ -52,7 +52,7 @@ def report_cmd(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def setup(tmp_path: Path, report_cmd: None) -> Iterator[tuple[list[str], dict[str, int]]]:
+def cli_world(tmp_path: Path, report_cmd: None) -> Iterator[tuple[list[str], dict[str, int]]]:
     (tmp_path / "config.toml").write_text(CONFIG, encoding="utf-8")
     w = World(tmp_path / "week.db", berlin_config())
     ids = build_week(w)
@@ -69,8 +69,8 @@ def run(capsys: pytest.CaptureFixture[str], base: list[str], *args: str) -> tupl
 WEEK = ("--from", "2026-11-02", "--to", "2026-11-08")
 
 
-def test_json_has_exact_figures_and_previous_period(setup: Any, capsys: Any) -> None:
-    base, _ = setup
+def test_json_has_exact_figures_and_previous_period(cli_world: Any, capsys: Any) -> None:
+    base, _ = cli_world
     code, out, err = run(capsys, base, *WEEK, "--format", "json")
     assert code == 0, err
     data = json.loads(out)
@@ -89,8 +89,8 @@ def test_json_has_exact_figures_and_previous_period(setup: Any, capsys: Any) -> 
     assert data["previous"]["first_response"]["median"] == 1800
 
 
-def test_table_shows_headline_and_groups(setup: Any, capsys: Any) -> None:
-    base, _ = setup
+def test_table_shows_headline_and_groups(cli_world: Any, capsys: Any) -> None:
+    base, _ = cli_world
     code, out, _ = run(capsys, base, *WEEK, "--by", "agent")
     assert code == 0
     assert "Reply rate" in out and "75.0%" in out and "100.0%" in out
@@ -103,8 +103,8 @@ def test_table_shows_headline_and_groups(setup: Any, capsys: Any) -> None:
     assert "external" in lines and "45m" in lines["external"]
 
 
-def test_csv_one_row_per_group_and_period(setup: Any, capsys: Any) -> None:
-    base, _ = setup
+def test_csv_one_row_per_group_and_period(cli_world: Any, capsys: Any) -> None:
+    base, _ = cli_world
     code, out, _ = run(capsys, base, *WEEK, "--by", "platform", "--format", "csv")
     assert code == 0
     rows = list(csv.DictReader(io.StringIO(out)))
@@ -118,8 +118,8 @@ def test_csv_one_row_per_group_and_period(setup: Any, capsys: Any) -> None:
     assert rows[0]["first_response_le_30m"] == "2"
 
 
-def test_conversations_rows(setup: Any, capsys: Any) -> None:
-    base, ids = setup
+def test_conversations_rows(cli_world: Any, capsys: Any) -> None:
+    base, ids = cli_world
     code, out, _ = run(capsys, base, *WEEK, "--conversations", "--format", "csv")
     assert code == 0
     rows = list(csv.DictReader(io.StringIO(out)))
@@ -131,8 +131,8 @@ def test_conversations_rows(setup: Any, capsys: Any) -> None:
     assert f"{ids['E']}.1" in out  # E's reopening is its own row
 
 
-def test_explain(setup: Any, capsys: Any) -> None:
-    base, ids = setup
+def test_explain(cli_world: Any, capsys: Any) -> None:
+    base, ids = cli_world
     code, out, _ = run(capsys, base, "--explain", str(ids["B"]))
     assert code == 0
     assert "received at        Fri 2026-11-06 16:30" in out      # Berlin time
@@ -157,17 +157,17 @@ def test_explain(setup: Any, capsys: Any) -> None:
     (("--to", "2026-11-01"), "--to needs --from"),
     (("--explain", "999"), "no conversation with id 999"),
 ])
-def test_bad_input_is_one_clear_line(setup: Any, capsys: Any, args: tuple[str, ...],
+def test_bad_input_is_one_clear_line(cli_world: Any, capsys: Any, args: tuple[str, ...],
                                      message: str) -> None:
-    base, _ = setup
+    base, _ = cli_world
     code, _out, err = run(capsys, base, *args)
     assert code == 1
     assert message in err and "Traceback" not in err
     assert err.count("\n") == 1
 
 
-def test_since_is_relative_to_now(setup: Any, capsys: Any) -> None:
-    base, _ = setup
+def test_since_is_relative_to_now(cli_world: Any, capsys: Any) -> None:
+    base, _ = cli_world
     code, out, _ = run(capsys, base, "--since", "1d", "--format", "json")
     assert code == 0
     data = json.loads(out)

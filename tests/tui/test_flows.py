@@ -535,3 +535,14 @@ async def test_bell_off_in_ui_config(write_config, store):
 def test_events_are_json(store):
     # The queued-reply event carries the saved reply's name for the outbox and metrics.
     json.dumps([e.data for e in store.events()])
+
+
+async def test_reports_screen_opens_and_closes(make_app):
+    from replydeck.tui.reports_screen import ReportsScreen
+
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("M")
+        await until(pilot, lambda: isinstance(app.screen, ReportsScreen))
+        await pilot.press("escape")
+        await until(pilot, lambda: app.inbox_screen is app.screen)

@@ -591,6 +591,16 @@ class InboxScreen(Screen[None]):
             if isinstance(self.app.screen, OutboxScreen):
                 self.app.screen.reload()
 
+    def action_reports(self) -> None:
+        try:
+            from replydeck.tui.reports_screen import ReportsScreen
+        except ImportError:
+            self.notify("Reports are not part of this build.", severity="warning",
+                        markup=False)
+            return
+        self.app.push_screen(ReportsScreen(self.app.store.path, self.app.config.sla,
+                                           clock=self.app.clock))
+
     def action_help(self) -> None:
         from replydeck.tui.screens.help import HelpScreen
 
