@@ -43,13 +43,13 @@ async def test_hostile_corpus_on_every_screen(make_app, hostile_store, size):
         seen_markup = False
         for i in range(total):
             screen.inbox.move_to(i)
-            await pilot.press("enter")
+            screen.action_open()
             await pilot.pause()
             assert_inert(pilot)
             shown = screen.conversation.plain_text()
             if "[bold red]ALERT[/bold red]" in shown:
                 seen_markup = True
-            await pilot.press("escape")
+            screen.action_back()
         assert seen_markup, "markup in a message must show literally"
         # The list itself, page by page.
         await pilot.press("g")
