@@ -7,6 +7,7 @@ neither can drift from what the keys really do.
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.binding import Binding
 
 from replydeck.config.keys import ACTIONS, COMPOSER, INBOX, Action, KeysConfig
@@ -42,6 +43,14 @@ def keymap(keys: KeysConfig) -> dict[str, str]:
     return {name: ",".join(k) for name, k in keys.bindings.items()}
 
 
+COMPOSER_HINTS = ("compose_send", "compose_leave", "compose_private", "compose_saved",
+                  "compose_editor")
+
+
+def _short_key(key: str) -> str:
+    return "^" + key[5:] if key.startswith("ctrl+") else display_key(key)
+
+
 _DISPLAY = {
     "escape": "esc", "pagedown": "PgDn", "pageup": "PgUp", "question_mark": "?",
     "space": "space", "enter": "enter", "down": "↓", "up": "↑", "home": "Home", "end": "End",
@@ -52,6 +61,25 @@ def display_key(key: str) -> str:
     if key in _DISPLAY:
         return _DISPLAY[key]
     return key
+
+
+def hints(keys: KeysConfig, composing: bool) -> Text:
+    """The bottom key line: the few keys worth knowing now, from the live keymap.
+
+    One Text instead of Textual's Footer, which builds a widget per key and costs a large
+    share of the time to the first frame.
+    """
+    t = Text(no_wrap=True, overflow="ellipsis")
+    names = COMPOSER_HINTS if composing else FOOTER
+    for name in names:
+        bound = keys.keys_for(name)
+        if not bound:
+            continue
+        t.append(f" {_short_key(bound[0])}", "bold")
+        t.append(f" {SHORT.get(name, name)} ", "dim")
+    t.append(" ^p", "bold")
+    t.append(" palette", "dim")
+    return t
 
 
 def help_rows(keys: KeysConfig) -> list[tuple[str, str, str]]:

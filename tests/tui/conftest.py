@@ -53,6 +53,7 @@ def utc_zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def fake_source_type(monkeypatch: pytest.MonkeyPatch) -> None:
     types = dict(replydeck.sources.SOURCE_TYPES)
     types["tuifake"] = "tests.tui.fake_source:TuiFakeSource"
+    types["tuihang"] = "tests.tui.fake_source:HangingSource"
     monkeypatch.setattr(replydeck.sources, "SOURCE_TYPES", types)
 
 

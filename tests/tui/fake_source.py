@@ -42,3 +42,15 @@ class TuiFakeSource(BaseSource):
     async def send(self, reply: Reply) -> Receipt:
         self.sent.append(reply)
         return Receipt(remote_id=f"sent-{reply.id}")
+
+
+class HangingSource(TuiFakeSource):
+    """A platform that never answers: fetch and send wait forever."""
+
+    type_name = "tuihang"
+
+    async def fetch(self, cursor: Cursor | None) -> Batch:
+        import asyncio
+
+        await asyncio.sleep(3600)
+        return Batch(items=[], cursor=cursor)

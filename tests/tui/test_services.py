@@ -22,3 +22,15 @@ async def test_reply_is_sent_by_the_background_outbox(config, store):
         await until(pilot, lambda: "social ok" in str(screen.status.visual), timeout=5)
     # Leaving the context stopped the services thread (the test would hang otherwise).
     assert app._services is not None and app._services._stopping.is_set()
+
+
+async def test_a_hanging_source_never_blocks_the_ui_or_quitting(write_config, store):
+    cfg = write_config('\n[[sources]]\ntype = "tuihang"\nname = "stuck"\n')
+    app = ReplydeckApp(cfg, store=store, clock=lambda: data.NOW, start_services=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = screen_of(pilot)
+        await pilot.pause(0.5)  # the poller is now waiting on the stuck source
+        await pilot.press("j", "j", "enter")
+        assert screen.inbox.cursor == 2 and screen.reading
+        await pilot.press("escape", "q")
+        await until(pilot, lambda: not app.is_running, timeout=10)

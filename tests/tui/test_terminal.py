@@ -75,3 +75,13 @@ async def test_ansi_theme_uses_the_terminals_colours(write_config, store):
         assert app.theme == "ansi-dark"
         assert app.native_ansi_color
         assert "CRISIS" in screen_text(pilot)
+
+
+async def test_a_click_moves_the_cursor(make_app):
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("5")
+        await pilot.pause()
+        screen = screen_of(pilot)
+        await pilot.click("#inbox", offset=(10, 3))
+        assert screen.inbox.cursor == 3

@@ -18,13 +18,13 @@ from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from replydeck.config.keys import ViewDef
 from replydeck.inbox.model import Conversation, Direction, Status
 from replydeck.inbox.store import InboxFilter, Store, StoreError
 from replydeck.tui import fmt
-from replydeck.tui.keymap import inbox_bindings
+from replydeck.tui.keymap import hints, inbox_bindings
 from replydeck.tui.parse import FILTER_HELP, SNOOZE_HELP, parse_filter, parse_snooze
 from replydeck.tui.screens.prompt import PromptScreen
 from replydeck.tui.widgets.conversation import ConversationView
@@ -71,7 +71,7 @@ class InboxScreen(Screen[None]):
                                        id="conversation")
         yield StatusBar(app.store, app.clock, [s.name for s in app.config.sources],
                         id="status")
-        yield Footer()
+        yield Static(hints(app.keys, composing=False), id="hints")
 
     # -- parts -------------------------------------------------------------------------
     @property
@@ -303,6 +303,7 @@ class InboxScreen(Screen[None]):
         body = draft[0] if draft else ""
         composer.add_class("-open")
         self.add_class("-composing")
+        self.query_one("#hints", Static).update(hints(self.app.keys, composing=True))
         composer.start(conv, private=private or bool(draft and draft[1]), body=body)
 
     async def action_private_reply(self) -> None:
@@ -312,6 +313,7 @@ class InboxScreen(Screen[None]):
         self.composer.stop()
         self.composer.remove_class("-open")
         self.remove_class("-composing")
+        self.query_one("#hints", Static).update(hints(self.app.keys, composing=False))
         if self.reading:
             self.conversation.focus()
         else:

@@ -16,6 +16,7 @@ from typing import Any
 
 from rich.segment import Segment
 from rich.style import Style
+from textual import events
 from textual.geometry import Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
@@ -357,6 +358,11 @@ class InboxList(ScrollView, can_focus=True, inherit_bindings=False):
         if cid != self._highlighted_id:
             self._highlighted_id = cid
             self.post_message(self.Highlighted(conv, by_person))
+
+    def on_click(self, event: events.Click) -> None:
+        """A click puts the cursor on the row (everything else is on the keyboard)."""
+        self.move_to(int(self.scroll_y) + event.y)
+        self.focus()
 
     def toggle_selected(self) -> None:
         conv = self.current
