@@ -153,6 +153,18 @@ class Services:
                 log.exception("closing source %s", getattr(source, "name", "?"))
 
 
+#: Seconds after a dead process took a reply before a reconciling source may look for it:
+#: its request may still be in flight at the platform (seen with Meta at 1-2 s).
+RECONCILE_GRACE_S = 20.0
+
+
+def recovery_grace(source: Any) -> float:
+    """Idempotent sources may resend at once (the key dedupes); reconcilers must wait."""
+    if source is None or getattr(source, "idempotent_send", False):
+        return 0.0
+    return RECONCILE_GRACE_S if getattr(source, "can_reconcile", False) else 0.0
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -167,14 +179,15 @@ def build_services(config: Config, store: Store, hooks: ServiceHooks | None = No
                    owner: str | None = None) -> Services:
     hooks = hooks or ServiceHooks()
     owner = owner or process_owner()
+    polled = polled_sources(config)
+    sources = {ps.name: ps.source for ps in polled}
     # A previous run on this machine that was killed (kill -9, SSH drop) may still hold
     # leases and reply claims: free them now so recovery starts at once.
-    freed = store.release_dead_claims(socket.gethostname(), pid_alive)
+    freed = store.release_dead_claims(socket.gethostname(), pid_alive,
+                                      lambda name: recovery_grace(sources.get(name)))
     if freed:
         log.info("recovered %d lease(s)/claim(s) left by stopped processes", freed)
-    polled = polled_sources(config)
     poller = Poller(store, polled, owner=owner, on_result=hooks.on_poll)
-    sources = {ps.name: ps.source for ps in polled}
     outbox = Outbox(store, sources, owner=owner, on_report=hooks.on_outbox)
     return Services(store, poller, outbox, sources)
 

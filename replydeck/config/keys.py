@@ -91,7 +91,8 @@ _NAMED_KEYS = frozenset(
     "right".split()
 ) | {f"f{i}" for i in range(1, 25)}
 
-THEMES_ALIASES = {"ansi": "ansi-dark", "ansi-dark": "ansi-dark", "ansi-light": "ansi-light"}
+#: "ansi" (and "textual-ansi", its name in older Textual) is the terminal's own palette.
+THEMES_ALIASES = {"ansi": "ansi-dark", "textual-ansi": "ansi-dark"}
 
 
 @dataclass(frozen=True)

@@ -231,12 +231,16 @@ class Store:
             )
             return cur.rowcount == 1
 
-    def release_dead_claims(self, host: str, is_alive: Callable[[int], bool]) -> int:
+    def release_dead_claims(self, host: str, is_alive: Callable[[int], bool],
+                            grace_for: Callable[[str], float] = lambda _source: 0.0) -> int:
         """Free leases and reply claims held by processes on ``host`` that have died.
 
         Owners are ``host:pid:nonce``. A claim by a dead process would otherwise block its
-        source or reply until the claim times out; with this, a restart recovers at once.
-        Claims by other hosts are left to time out, as we cannot see their processes.
+        source or reply until the claim times out; with this, a restart recovers sooner.
+        ``grace_for(source)`` is how many seconds after the claim was taken recovery must
+        still wait: a request the dead process sent may still be carried out by the
+        platform, and a look at our own posts (``find_sent``) made too early would miss it
+        and send the reply a second time. Claims by other hosts are left to time out.
         """
         def dead(owner: str | None) -> bool:
             parts = (owner or "").split(":")
@@ -245,11 +249,14 @@ class Store:
 
         freed = 0
         with self.transaction() as c:
-            for row in c.execute("SELECT DISTINCT claimed_by FROM replies WHERE "
-                                 "state='sending' AND claimed_by IS NOT NULL").fetchall():
-                if dead(row[0]):
-                    freed += c.execute("UPDATE replies SET claimed_until=0 WHERE "
-                                       "state='sending' AND claimed_by=?", (row[0],)).rowcount
+            for row in c.execute("SELECT id, source, claimed_by, claimed_until, updated_at "
+                                 "FROM replies WHERE state='sending' AND claimed_by IS NOT NULL"
+                                 ).fetchall():
+                if dead(row["claimed_by"]):
+                    until = min(row["claimed_until"] or 0,
+                                row["updated_at"] + int(grace_for(row["source"]) * 1000))
+                    freed += c.execute("UPDATE replies SET claimed_until=? WHERE id=?",
+                                       (until, row["id"])).rowcount
             for row in c.execute("SELECT name, lease_owner FROM sources WHERE "
                                  "lease_owner IS NOT NULL").fetchall():
                 if dead(row[1]):

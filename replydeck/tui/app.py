@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -29,10 +30,17 @@ from replydeck.tui.screens.inbox import InboxScreen, make_screen
 from replydeck.tui.screens.prompt import ConfirmScreen
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 #: How often the store is asked whether anything changed, and how often timers repaint.
 CHANGE_POLL_S = 0.5
 TICK_S = 5.0
+
+
+def _log_failure(future: Any) -> None:
+    exc = future.exception()
+    if exc is not None:
+        log.error("a background write failed: %s", exc)
 
 
 def _actions_provider() -> Any:
@@ -70,6 +78,7 @@ class ReplydeckApp(App[int]):
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="replydeck-read")
         self._read_store: Store | None = None
         self._closing = False
+        self._told_error = False
         self._services: Any = None
         self._marker: tuple[int, int] | None = None
         self._suggester: Any = None
@@ -120,6 +129,12 @@ class ReplydeckApp(App[int]):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._writer, functools.partial(self._in_writer, fn))
 
+    def write_soon(self, fn: Callable[[Store], Any]) -> None:
+        """Queue a write now, in order with every later one (a draft saved just before
+        its reply is sent must not land after the send and bring the draft back)."""
+        future = self._writer.submit(self._in_writer, fn)
+        future.add_done_callback(_log_failure)
+
     def _in_writer(self, fn: Callable[[Store], T]) -> T:
         if self._write_store is None:
             if self._given_store:
@@ -153,15 +168,23 @@ class ReplydeckApp(App[int]):
             self._marker = marker
             screen = self.inbox_screen
             if screen is not None and screen.is_mounted:
-                screen.background(screen.data_changed(), group="refresh", exclusive=True)
+                screen.background(screen.data_changed, group="refresh", exclusive=True)
 
     def _tick(self) -> None:
+        services = self._services
+        if services is not None and services.error is not None and not self._told_error:
+            self._told_error = True
+            self.notify(f"Background polling and sending stopped ({type(services.error).__name__}"
+                        f": {services.error}). Replies stay queued; restart replydeck.",
+                        severity="error", timeout=30, markup=False)
         screen = self.inbox_screen
         if screen is not None and screen.is_mounted:
             screen.tick()
 
     def wake_outbox(self) -> None:
-        """A reply was queued: nothing to do here; the outbox polls its queue every second."""
+        """A reply was queued or retried: the outbox in the services thread sends it now."""
+        if self._services is not None:
+            self._services.wake_outbox()
 
     # -- notifications -----------------------------------------------------------------
     def _urgent_from_services(self, ids: list[int]) -> None:

@@ -42,6 +42,7 @@ class ServiceThread:
         self._stop: asyncio.Event | None = None
         self._stopping = threading.Event()
         self.error: BaseException | None = None
+        self._outbox_wake: asyncio.Event | None = None
 
     def run(self) -> None:
         """The thread's body (a Textual thread worker calls it)."""
@@ -64,6 +65,7 @@ class ServiceThread:
         store = open_store(self.config)
         hooks = ServiceHooks(on_poll=self._polled)
         services = build_services(self.config, store, hooks)
+        self._outbox_wake = services.outbox.wake
         task = asyncio.ensure_future(run_forever(services, self._stop, hooks))
         try:
             stop_wait = asyncio.ensure_future(self._stop.wait())
@@ -87,6 +89,12 @@ class ServiceThread:
         ids = urgent_new(outcome)
         if ids:
             self.on_urgent(ids)
+
+    def wake_outbox(self) -> None:
+        """A reply was queued: send it now rather than at the outbox's next round."""
+        loop, wake = self._loop, self._outbox_wake
+        if loop is not None and wake is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(wake.set)
 
     def stop(self) -> None:
         self._stopping.set()

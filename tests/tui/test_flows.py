@@ -546,3 +546,37 @@ async def test_reports_screen_opens_and_closes(make_app):
         await until(pilot, lambda: isinstance(app.screen, ReportsScreen))
         await pilot.press("escape")
         await until(pilot, lambda: app.inbox_screen is app.screen)
+
+
+async def test_a_draft_saved_just_before_sending_does_not_come_back(make_app, store):
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = screen_of(pilot)
+        target = screen.inbox.current.id
+        await pilot.press("r", *"quick")
+        screen.composer._flush()  # the debounce fires right as ctrl+s is pressed
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: store.replies(target))
+        await pilot.pause(0.3)
+        assert store.draft(target) is None
+        assert target not in screen.inbox.drafts
+
+
+async def test_bulk_snooze_and_assign(make_app, store):
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_all(pilot)
+        screen = screen_of(pilot)
+        a, b = screen.inbox.row(0).id, screen.inbox.row(1).id
+        await pilot.press("x", "x", "a")
+        await until(pilot, lambda: isinstance(app.screen, PromptScreen))
+        app.screen.query_one("Input").value = "alex"
+        await pilot.press("enter")
+        await until(pilot, lambda: all(store.conversation(i).assignee == "alex"
+                                       for i in (a, b)))
+        screen.inbox.move_to(0)
+        await pilot.press("x", "x", "s")
+        await until(pilot, lambda: isinstance(app.screen, PromptScreen))
+        await pilot.press("enter")
+        await until(pilot, lambda: all(store.conversation(i).status == Status.SNOOZED
+                                       for i in (a, b)))

@@ -34,3 +34,16 @@ async def test_a_hanging_source_never_blocks_the_ui_or_quitting(write_config, st
         assert screen.inbox.cursor == 2 and screen.reading
         await pilot.press("escape", "q")
         await until(pilot, lambda: not app.is_running, timeout=10)
+
+
+async def test_a_crashed_services_thread_is_reported_once(make_app):
+    from types import SimpleNamespace
+
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        app._services = SimpleNamespace(error=RuntimeError("disk full"), stop=lambda: None)
+        app._tick()
+        app._tick()
+        await pilot.pause()
+        shown = [n.message for n in app._notifications]
+        assert sum("disk full" in m for m in shown) == 1

@@ -85,3 +85,26 @@ async def test_a_click_moves_the_cursor(make_app):
         screen = screen_of(pilot)
         await pilot.click("#inbox", offset=(10, 3))
         assert screen.inbox.cursor == 3
+
+
+async def test_rows_keep_their_columns_with_cjk_and_emoji(make_app):
+    from rich.cells import cell_len
+
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("5")
+        await pilot.pause()
+        inbox = screen_of(pilot).inbox
+        width = inbox.scrollable_content_region.width
+        lines = [inbox.render_line(y).text for y in range(inbox.total)]
+        assert any("田中" in ln for ln in lines) and any("🎉" in ln for ln in lines)
+        for line in lines:
+            assert cell_len(line) == width
+        # The wait column ends at the same cell in every row: "50m", "8m", "2d"...
+        header = screen_text(pilot).splitlines()[1]
+        wait_end = cell_len(header[:header.index("WAIT") + 4])
+        for line, conv in zip(lines, (inbox.row(i) for i in range(inbox.total)), strict=True):
+            if conv.waiting_since is not None:
+                before = line[:next(i for i in range(len(line) + 1)
+                                if cell_len(line[:i]) == wait_end)]
+                assert before.rstrip() == before, line

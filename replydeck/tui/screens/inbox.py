@@ -7,7 +7,7 @@ Writes go to the app's writer thread; the list re-reads the store when they comm
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from rich.text import Text
@@ -39,6 +39,12 @@ if TYPE_CHECKING:
 WIDE = 120
 #: Wait this long after the cursor stops before loading the conversation beside it.
 FOLLOW_DELAY_S = 0.08
+
+
+def _shows_everything(v: ViewDef) -> bool:
+    return len(set(v.statuses)) == len(Status) and not (
+        v.platforms or v.kinds or v.tags or v.assignee is not None or v.min_urgency
+        or v.needs_reply or v.breached or v.unread)
 
 
 def view_filter(view: ViewDef, agent: str) -> InboxFilter:
@@ -120,7 +126,7 @@ class InboxScreen(Screen[None]):
         self.inbox.focus()
         # After the first frame: the counts are the slow part of a big inbox.
         self.call_after_refresh(self.tick)
-        self.call_after_refresh(lambda: self.background(self.refresh_drafts(), group="drafts"))
+        self.call_after_refresh(lambda: self.background(self.refresh_drafts, group="drafts"))
 
     def on_resize(self, event: events.Resize) -> None:
         wide = event.size.width >= WIDE
@@ -174,7 +180,7 @@ class InboxScreen(Screen[None]):
     def tick(self) -> None:
         self.inbox.tick()
         self.conversation.tick()
-        self.background(self.status.update_in_background(self.app.read), group="status",
+        self.background(lambda: self.status.update_in_background(self.app.read), group="status",
                         exclusive=True)
 
     def switch_view(self, view: ViewDef | None) -> None:
@@ -183,8 +189,11 @@ class InboxScreen(Screen[None]):
         self.base_filter = view_filter(view, self.app.config.agent_name) if view \
             else InboxFilter()
         name = view.name if view else "inbox"
-        self.inbox.set_filter(self.base_filter, empty_text=f"Nothing in {name}. "
-                              "Press 5 for all, ? for help.")
+        everything = next((v for v in self.app.keys.views
+                           if v is not view and _shows_everything(v)), None)
+        hint = f" Press {everything.key} for {everything.name}." if everything else ""
+        self.inbox.set_filter(self.base_filter,
+                              empty_text=f"Nothing in {name}.{hint} ? shows every key.")
         self.inbox.selected.clear()
         self._paint_header()
         self._paint_view_bar()
@@ -206,19 +215,23 @@ class InboxScreen(Screen[None]):
         conv_id = event.conversation.id if event.conversation else None
         self._follow = self.set_timer(FOLLOW_DELAY_S, lambda: self.conversation.show(conv_id))
 
-    def background(self, work: Awaitable[Any], *, group: str = "default",
+    def background(self, make: Callable[[], Awaitable[Any]], *, group: str = "default",
                    exclusive: bool = False) -> None:
-        """Run ``work`` as a worker that ends quietly if the screen goes away meanwhile
-        (quitting while a read is in flight), and fails loudly for anything else."""
+        """Run ``make()`` as a worker that ends quietly if the screen goes away meanwhile
+        (quitting while a read is in flight), and fails loudly for anything else.
+
+        A factory, not a coroutine: an exclusive worker replaced before it starts must
+        not leave a coroutine that was never awaited.
+        """
 
         async def guarded() -> None:
             try:
-                await work
+                await make()
             except NoMatches:
                 if self.is_attached and self.app.is_running:
                     raise
 
-        self.run_worker(guarded(), group=group, exclusive=exclusive)
+        self.run_worker(guarded, group=group, exclusive=exclusive)
 
     def _targets(self) -> list[int]:
         if self.inbox.selected:
@@ -266,7 +279,7 @@ class InboxScreen(Screen[None]):
         if not self.wide:
             self.add_class("-reading")
         if conv.unread:
-            self.background(self._write(lambda s: s.mark_read([conv.id], True)),
+            self.background(lambda: self._write(lambda s: s.mark_read([conv.id], True)),
                             group="writes")
         return conv
 
@@ -326,8 +339,7 @@ class InboxScreen(Screen[None]):
         conv_id, body, private = event.conv_id, event.body, event.private
         if body.strip():
             self.app.session_drafts.add(conv_id)
-        self.background(self.app.write(lambda s: s.save_draft(conv_id, body, private)),
-                        group="drafts")
+        self.app.write_soon(lambda s: s.save_draft(conv_id, body, private))
 
     async def on_composer_send(self, event: Composer.Send) -> None:
         agent = self.app.config.agent_name
@@ -401,7 +413,7 @@ class InboxScreen(Screen[None]):
         ids = self._targets()
         if ids:
             agent = self.app.config.agent_name
-            self.background(self._write(lambda s: s.set_status(ids, Status.OPEN, actor=agent),
+            self.background(lambda: self._write(lambda s: s.set_status(ids, Status.OPEN, actor=agent),
                                         "Reopened"), group="writes")
 
     def action_snooze(self) -> None:
@@ -484,7 +496,7 @@ class InboxScreen(Screen[None]):
         if not ids or current is None:
             return
         read = current.unread
-        self.background(self._write(lambda s: s.mark_read(ids, read)), group="writes")
+        self.background(lambda: self._write(lambda s: s.mark_read(ids, read)), group="writes")
 
     def action_select(self) -> None:
         self.inbox.toggle_selected()
@@ -564,12 +576,12 @@ class InboxScreen(Screen[None]):
         from replydeck.tui.screens.outbox import OutboxScreen
 
         def retry(reply_id: int) -> None:
-            self.background(self._outbox_write(lambda s: s.requeue_reply(
+            self.background(lambda: self._outbox_write(lambda s: s.requeue_reply(
                 reply_id, actor=self.app.config.agent_name), f"Reply #{reply_id} queued again"),
                 group="writes")
 
         def cancel(reply_id: int) -> None:
-            self.background(self._outbox_write(lambda s: s.cancel_reply(reply_id),
+            self.background(lambda: self._outbox_write(lambda s: s.cancel_reply(reply_id),
                                                f"Reply #{reply_id} is a draft again"),
                             group="writes")
 

@@ -89,18 +89,6 @@ def triage_text(conv: Conversation, now: datetime, time_format: str) -> Text:
     return t
 
 
-def thread_text(store: Store, conv: Conversation, now: datetime, time_format: str) -> Text:
-    """The thread as one plain Text (what :func:`thread_renderable` shows, unindented)."""
-    parts = thread_parts(store, conv, now, time_format)
-    out = Text()
-    for header, body in parts:
-        out.append_text(header)
-        out.append("\n")
-        out.append_text(body)
-        out.append("\n\n")
-    return out
-
-
 def thread_renderable(parts: list[tuple[Text, Text]]) -> Group:
     """Headers flush left, bodies indented two cells (wrapped lines too)."""
     items: list[Any] = []

@@ -150,6 +150,7 @@ class InboxList(ScrollView, can_focus=True, inherit_bindings=False):
         self._styles: dict[str, Style] = {}
         self._matches: set[int] = set()
         self._matches_for: tuple[int, int, int] | None = None
+        self._match_count: tuple[Any, int] = (None, 0)
         self._highlighted_id: int | None = None
         self._now: datetime = clock()
 
@@ -220,7 +221,8 @@ class InboxList(ScrollView, can_focus=True, inherit_bindings=False):
                 # After this frame is on screen: on a big store the count takes a while.
                 generation = self._generation
                 self.call_after_refresh(lambda: self.run_worker(
-                    self._count_later(f, generation), group="inbox-count", exclusive=True))
+                    functools.partial(self._count_later, f, generation), group="inbox-count",
+                    exclusive=True))
 
     async def _count_later(self, f: InboxFilter, generation: int) -> None:
         assert self.read is not None
@@ -236,7 +238,7 @@ class InboxList(ScrollView, can_focus=True, inherit_bindings=False):
 
     def reload(self) -> None:
         """Re-read the store now, keeping the cursor on the conversation it was on."""
-        self._apply(reload_query(self.store, self.filter, self.current), self.current)
+        self._apply(reload_query(self.store, self.filter, self.current))
 
     async def reload_in_background(self) -> None:
         """The same, with the queries on the reader thread (counts are slow at 100k).
@@ -254,13 +256,14 @@ class InboxList(ScrollView, can_focus=True, inherit_bindings=False):
                 return  # another view was chosen; it loaded itself
             now = self.current
             if (now.id if now else None) == (anchor.id if anchor else None):
-                self._apply(result, anchor)
+                self._apply(result)
                 return
         self.reload()
 
-    def _apply(self, result: Reloaded, anchor: Conversation | None) -> None:
+    def _apply(self, result: Reloaded) -> None:
         screen_row = self.cursor - int(self.scroll_y)
         self._matches_for = None
+        self._match_count = (None, 0)
         self.total = result.total
         if result.base is None:
             self._rows, self._base = [], 0
@@ -285,7 +288,13 @@ class InboxList(ScrollView, can_focus=True, inherit_bindings=False):
         return replace(self.filter, search=self.search)
 
     def match_count(self) -> int:
-        return self.store.count(self._search_filter()) if self.search else 0
+        """Conversations in this view matching the search (cached until the data moves)."""
+        if not self.search:
+            return 0
+        key = (self.search, self.filter, self.total, self._generation)
+        if self._match_count[0] != key:
+            self._match_count = (key, self.store.count(self._search_filter()))
+        return self._match_count[1]
 
     def find_match(self, forward: bool = True) -> bool:
         """Move to the next (or previous) conversation matching the search, wrapping."""
