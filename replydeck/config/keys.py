@@ -80,6 +80,8 @@ ACTIONS: tuple[Action, ...] = (
     Action("compose_private", ("ctrl+t",), "Switch public / private", "Composer", COMPOSER),
     Action("compose_saved", ("ctrl+g",), "Insert a saved reply", "Composer", COMPOSER),
     Action("compose_editor", ("ctrl+e",), "Edit in $VISUAL / $EDITOR", "Composer", COMPOSER),
+    Action("compose_tag", ("ctrl+y",), "Use a message tag the platform allows outside its "
+           "reply window (Meta HUMAN_AGENT)", "Composer", COMPOSER),
     Action("compose_leave", ("escape",), "Leave (the draft is kept)", "Composer", COMPOSER),
 )
 ACTION_NAMES = tuple(a.name for a in ACTIONS)

@@ -101,7 +101,8 @@ class ReplydeckApp(App[int]):
     def _start_services(self) -> None:
         from replydeck.tui.services import ServiceThread
 
-        self._services = ServiceThread(self.config, self._urgent_from_services)
+        self._services = ServiceThread(self.config, self._urgent_from_services,
+                                       self._event_from_services)
         self.run_worker(self._services.run, thread=True, name="services", group="services",
                         exit_on_error=False)
 
@@ -192,6 +193,18 @@ class ReplydeckApp(App[int]):
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self.urgent_arrived, ids)
 
+    def _event_from_services(self, event: dict[str, Any]) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self.event_arrived, event)
+
+    def event_arrived(self, event: dict[str, Any]) -> None:
+        """An SLA warning, a breach or a failed reply: bell, desktop, hook per config."""
+        self.notified.append(event)
+        notifier = self._get_notifier()
+        if notifier is not None:
+            notifier.notify(event)
+
     def urgent_arrived(self, ids: Iterable[int]) -> None:
         """New urgent conversations: ring the bell ([ui] bell) and tell the notifier."""
         for conv_id in ids:
@@ -226,6 +239,27 @@ class ReplydeckApp(App[int]):
             self._driver.write(data)
 
     # -- helpers the screens use -------------------------------------------------------
+    def source_for(self, conv: Conversation) -> Any:
+        for table in self.config.sources:
+            if table.name == conv.source:
+                return table.source
+        return None
+
+    def reply_window(self, conv: Conversation, private: bool, tag: str | None) -> Any:
+        """The platform's reply window for this reply (Meta's 24 hours), or None."""
+        source = self.source_for(conv)
+        check = getattr(source, "reply_window", None)
+        if check is None:
+            return None
+        latest = next((m for m in reversed(self.store.messages(conv.id))
+                       if str(m.direction) == "in"), None)
+        try:
+            return check(latest, self.clock(), private=private, thread_key=conv.thread_key,
+                         tag=tag)
+        except Exception:  # a window we cannot judge must not break the composer
+            log.exception("reply window check failed for #%s", conv.id)
+            return None
+
     def limits_for(self, conv: Conversation) -> Limits:
         for table in self.config.sources:
             if table.name == conv.source and table.source is not None:

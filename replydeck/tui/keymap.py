@@ -18,7 +18,7 @@ SHORT = {
     "help": "help", "reply": "reply", "done_next": "done", "snooze": "snooze",
     "search": "search", "outbox": "outbox", "quit": "quit", "compose_send": "send",
     "compose_private": "public/private", "compose_saved": "saved reply",
-    "compose_editor": "$EDITOR", "compose_leave": "leave",
+    "compose_editor": "$EDITOR", "compose_leave": "leave", "compose_tag": "message tag",
 }
 
 

@@ -580,3 +580,47 @@ async def test_bulk_snooze_and_assign(make_app, store):
         await pilot.press("enter")
         await until(pilot, lambda: all(store.conversation(i).status == Status.SNOOZED
                                        for i in (a, b)))
+
+
+async def test_sla_breach_from_the_services_rings_the_bell(make_app, store):
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        written: list[str] = []
+        app._notifier = None
+        app._terminal_write = written.append  # type: ignore[method-assign]
+        app._event_from_services({"type": "breach", "conversation_id": conv_id(store, "x3"),
+                                  "platform": "x", "urgency": "crisis", "author": "x"})
+        await pilot.pause()
+        assert [e["type"] for e in app.notified] == ["breach"]
+        assert "\a" in "".join(written)
+
+
+async def test_outside_the_reply_window_the_composer_says_so_and_offers_the_tag(make_app,
+                                                                                 store):
+    from replydeck.sources.meta_graph import WindowInfo
+
+    app = make_app()
+    reason = "the 24-hour window closed 3 days ago"
+
+    def window(conv, private, tag):
+        if tag == "HUMAN_AGENT":
+            return WindowInfo(True, "a person may answer for 7 days with HUMAN_AGENT")
+        return WindowInfo(False, reason, ["HUMAN_AGENT"])
+
+    app.reply_window = window  # type: ignore[method-assign]
+    async with app.run_test(size=(220, 40)) as pilot:
+        await open_all(pilot)
+        screen = screen_of(pilot)
+        target = screen.inbox.current.id
+        await pilot.press("r")
+        await pilot.press(*"Sorry for the wait")
+        assert reason in screen_text(pilot)
+        assert "HUMAN_AGENT allowed: ctrl+y" in screen_text(pilot)
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert store.replies(target) == [] and screen.composing  # refused, draft kept
+        await pilot.press("ctrl+y")
+        assert "tag HUMAN_AGENT" in screen_text(pilot)
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: store.replies(target))
+        assert store.replies(target)[0].options == {"tag": "HUMAN_AGENT"}

@@ -98,7 +98,8 @@ class InboxScreen(Screen[None]):
             return self.composer
         from replydeck.tui.widgets.composer import Composer  # with the editor, on first use
 
-        composer = Composer(self.app.limits_for, id="composer")
+        composer = Composer(self.app.limits_for, window_for=self.app.reply_window,
+                            id="composer")
         await self.query_one("#conv-pane", Vertical).mount(composer)
         return composer
 
@@ -346,7 +347,7 @@ class InboxScreen(Screen[None]):
 
         def queue(s: Store) -> Any:
             return s.queue_reply(event.conv_id, event.body, private=event.private, agent=agent,
-                                 saved_reply=event.saved_reply)
+                                 saved_reply=event.saved_reply, options=event.options)
 
         try:
             reply = await self.app.write(queue)

@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -62,10 +62,12 @@ class Composer(Vertical):
 
     class Send(Message):
         def __init__(self, conv_id: int, body: str, private: bool,
-                     saved_reply: str | None) -> None:
+                     saved_reply: str | None, options: dict[str, Any] | None = None) -> None:
             super().__init__()
             self.conv_id, self.body, self.private = conv_id, body, private
             self.saved_reply = saved_reply
+            #: Platform options the person chose (e.g. {"tag": "HUMAN_AGENT"}).
+            self.options = options or {}
 
     class DraftChanged(Message):
         def __init__(self, conv_id: int, body: str, private: bool) -> None:
@@ -79,12 +81,17 @@ class Composer(Vertical):
         pass
 
     def __init__(self, limits_for: Callable[[Conversation], Limits], *,
+                 window_for: Callable[[Conversation, bool, str | None], Any] | None = None,
                  id: str | None = None) -> None:
         super().__init__(id=id)
         self.limits_for = limits_for
+        #: The platform's reply window (Meta's 24 hours), or None where there is none.
+        self.window_for = window_for
         self.conversation: Conversation | None = None
         self.private = False
         self.saved_reply: str | None = None
+        #: A message tag chosen for a reply outside the window (Meta HUMAN_AGENT).
+        self.tag: str | None = None
         self._timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
@@ -109,6 +116,7 @@ class Composer(Vertical):
         public_ok, private_ok = reply_modes(conv, self.limits_for(conv))
         self.private = (private and private_ok) or not public_ok
         self.saved_reply = None
+        self.tag = None
         self.editor.load_text(body)
         self.editor.move_cursor(self.editor.document.end)
         self._update()
@@ -124,6 +132,18 @@ class Composer(Vertical):
         from replydeck.inbox import textlen  # the regex tables load on the first reply
 
         return textlen.check_reply(self.body, self.limits_for(self.conversation), self.private)
+
+    def _key_for(self, action: str) -> str:
+        """The key bound to ``action`` now ([keys] may rebind it)."""
+        keys = getattr(self.app, "keys", None)
+        bound = keys.keys_for(action) if keys is not None else ()
+        return bound[0] if bound else action
+
+    def window(self) -> Any:
+        """Whether the platform lets this reply go out now (open, reason, allowed_tags)."""
+        if self.conversation is None or self.window_for is None:
+            return None
+        return self.window_for(self.conversation, self.private, self.tag)
 
     def _update(self) -> None:
         conv = self.conversation
@@ -149,6 +169,15 @@ class Composer(Vertical):
             review.append(f" · saved reply: {self.saved_reply}", "dim")
         if not check.ok:
             review.append("  too long: ctrl+s refuses", "bold red")
+        window = self.window()
+        if self.tag:
+            review.append(f" · tag {self.tag}", "bold yellow")
+        if window is not None and not window.open:
+            review.append("\n")
+            review.append(window.reason, "bold red")
+            if window.allowed_tags and not self.tag:
+                review.append(f"  ({'/'.join(window.allowed_tags)} allowed: "
+                              f"{self._key_for('compose_tag')})", "yellow")
         self.query_one("#compose-review", Static).update(review)
 
     def on_text_area_changed(self, event: TextArea.Changed) -> None:
@@ -184,10 +213,30 @@ class Composer(Vertical):
             self.notify(f"Not sent: too long for {fmt.platform_name(conv.platform)} "
                         f"({check.describe()}).", severity="error", markup=False)
             return
+        window = self.window()
+        if window is not None and not window.open:
+            self.notify(f"Not sent: {window.reason}", severity="error", markup=False)
+            return
         if self._timer is not None:
             self._timer.stop()
             self._timer = None
-        self.post_message(self.Send(conv.id, self.body, self.private, self.saved_reply))
+        options = {"tag": self.tag} if self.tag else {}
+        self.post_message(self.Send(conv.id, self.body, self.private, self.saved_reply,
+                                    options))
+
+    def action_compose_tag(self) -> None:
+        """Cycle through the message tags the platform allows here (then none)."""
+        if self.conversation is None:
+            return
+        self.tag = None
+        window = self.window()
+        tags = list(window.allowed_tags) if window is not None else []
+        if not tags:
+            self.notify("No message tag applies to this reply.", severity="warning",
+                        markup=False)
+        else:
+            self.tag = tags[0]
+        self._update()
 
     def action_compose_private(self) -> None:
         conv = self.conversation
