@@ -169,6 +169,11 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX msg_id_conv ON messages(id, conversation_id);
     """,
+    # 4: "needs reply" counts (the status bar, the first view) read this index only.
+    """
+    CREATE INDEX conv_waiting ON conversations(bucket, waiting_since)
+        WHERE waiting_since IS NOT NULL;
+    """,
 ]
 
 

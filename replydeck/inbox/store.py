@@ -1176,6 +1176,27 @@ class Store:
         convs = [_conversation_from_row(r) for r in rows]
         return list(reversed(convs)) if before is not None else convs
 
+    def window_at(self, f: InboxFilter, offset: int, limit: int = 50) -> list[Conversation]:
+        """Rows from position ``offset`` on, for a jump far from any known row.
+
+        A scrollbar drag has no neighbouring sort key; this counts through the order index
+        instead. Everything else pages with :meth:`window` keysets.
+        """
+        where, args = self._where(f)
+        sql = (_CONV_SELECT + where +
+               " ORDER BY c.urgency, c.sort_due, c.sort_wait, c.id LIMIT ? OFFSET ?")
+        with self._lock:
+            rows = self.conn.execute(sql, [*args, limit, max(0, offset)]).fetchall()
+        return [_conversation_from_row(r) for r in rows]
+
+    def assignees(self, limit: int = 50) -> list[str]:
+        """Agents conversations are assigned to, for pickers."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT DISTINCT assignee FROM conversations WHERE assignee IS NOT NULL "
+                "ORDER BY assignee LIMIT ?", (limit,)).fetchall()
+        return [r[0] for r in rows]
+
     def position(self, f: InboxFilter, key: SortKey) -> int:
         """How many rows come before ``key`` (for a scrollbar)."""
         where, args = self._where(f)

@@ -293,11 +293,7 @@ class ReplydeckApp(App[int]):
                       agent_name=self.config.agent_name, brand=self.config.brand)
 
     def known_agents(self) -> list[str]:
-        with self.store._lock:
-            rows = self.store.conn.execute(
-                "SELECT DISTINCT assignee FROM conversations WHERE assignee IS NOT NULL "
-                "LIMIT 50").fetchall()
-        return [r[0] for r in rows]
+        return self.store.assignees()
 
     def known_tags(self) -> list[str]:
         return sorted({t for c in self.store.window(limit=200) for t in c.tags})

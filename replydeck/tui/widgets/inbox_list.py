@@ -472,16 +472,5 @@ class InboxList(ScrollView, can_focus=True, inherit_bindings=False):
 
 
 def _window_at(store: Store, f: InboxFilter, offset: int, limit: int) -> list[Conversation]:
-    """Rows from ``offset`` on, for a jump far from any loaded row (a scrollbar drag).
-
-    Keyset windows need a neighbouring key; a jump into the middle has none, so this one
-    query counts rows through the order index instead. Every key press stays on keysets.
-    """
-    from replydeck.inbox import store as store_mod
-
-    where, args = store._where(f)
-    sql = (store_mod._CONV_SELECT + where +
-           " ORDER BY c.urgency, c.sort_due, c.sort_wait, c.id LIMIT ? OFFSET ?")
-    with store._lock:
-        rows = store.conn.execute(sql, [*args, limit, max(0, offset)]).fetchall()
-    return [store_mod._conversation_from_row(r) for r in rows]
+    """Rows from ``offset`` on, for a jump far from any loaded row (a scrollbar drag)."""
+    return store.window_at(f, offset, limit)
