@@ -29,7 +29,6 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from replydeck import __version__
 from replydeck.config.errors import ConfigError
 from replydeck.config.secrets import Secret
 from replydeck.inbox.model import UTC, Author, Direction, Kind, Message, Reply, utcnow
@@ -49,6 +48,7 @@ from replydeck.sources.base import (
     describe_json,
 )
 from replydeck.sources.bluesky_richtext import build_facets, expand_links, find_spans, tid_from_key
+from replydeck.sources.http import new_client
 
 log = logging.getLogger(__name__)
 
@@ -213,10 +213,8 @@ class BlueskySource(BaseSource):
     # -- HTTP ------------------------------------------------------------------------
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(
-                base_url=self.service, timeout=self.timeout, follow_redirects=False,
-                headers={"User-Agent": f"replydeck/{__version__}",
-                         "Accept": "application/json"})
+            self._client = new_client(self.service, timeout=self.timeout,
+                                      headers={"Accept": "application/json"})
         return self._client
 
     async def close(self) -> None:

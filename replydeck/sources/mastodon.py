@@ -27,7 +27,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from replydeck import __version__
 from replydeck.config.errors import ConfigError
 from replydeck.config.secrets import Secret
 from replydeck.inbox.model import UTC, Author, Direction, Kind, Message, Reply, utcnow
@@ -46,6 +45,7 @@ from replydeck.sources.base import (
     TransientError,
     describe_json,
 )
+from replydeck.sources.http import new_client
 from replydeck.sources.mastodon_html import html_to_text
 
 DEFAULT_MAX_CHARACTERS = 500
@@ -161,14 +161,9 @@ class MastodonSource(BaseSource):
                 token = self._token.resolve()
             except ConfigError as exc:
                 raise AuthError(f"cannot read the Mastodon token: {exc}") from None
-            self._client = httpx.AsyncClient(
-                base_url=self.instance,
-                timeout=self.timeout,
-                headers={"Authorization": f"Bearer {token}",
-                         "User-Agent": f"replydeck/{__version__}",
-                         "Accept": "application/json"},
-                follow_redirects=False,
-            )
+            self._client = new_client(
+                self.instance, timeout=self.timeout,
+                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
         return self._client
 
     async def close(self) -> None:

@@ -30,7 +30,6 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from replydeck import __version__
 from replydeck.config.errors import ConfigError
 from replydeck.config.secrets import Secret
 from replydeck.inbox.model import UTC, Author, Direction, Kind, Message, Reply, utcnow
@@ -50,6 +49,7 @@ from replydeck.sources.base import (
     describe_json,
 )
 from replydeck.sources.email import is_loopback
+from replydeck.sources.http import new_client
 
 log = logging.getLogger(__name__)
 API = "/_matrix/client/v3"
@@ -158,14 +158,9 @@ class MatrixSource(BaseSource):
                 token = self._token.resolve()
             except ConfigError as exc:
                 raise AuthError(f"cannot read the Matrix token: {exc}") from None
-            self._client = httpx.AsyncClient(
-                base_url=self.homeserver,
-                timeout=self.timeout,
-                headers={"Authorization": f"Bearer {token}",
-                         "User-Agent": f"replydeck/{__version__}",
-                         "Accept": "application/json"},
-                follow_redirects=False,
-            )
+            self._client = new_client(
+                self.homeserver, timeout=self.timeout,
+                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
         return self._client
 
     async def close(self) -> None:

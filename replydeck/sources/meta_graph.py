@@ -31,7 +31,6 @@ from typing import Any
 
 import httpx
 
-from replydeck import __version__
 from replydeck.inbox.model import UTC, Message, utcnow
 from replydeck.inbox.sanitize import sanitize_line
 from replydeck.sources.base import (
@@ -41,6 +40,7 @@ from replydeck.sources.base import (
     TransientError,
     describe_json,
 )
+from replydeck.sources.http import new_client
 
 DEFAULT_API_BASE = "https://graph.facebook.com"
 DEFAULT_GRAPH_VERSION = "v25.0"
@@ -313,11 +313,8 @@ class GraphClient:
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(
-                base_url=f"{self.api_base}/{self.graph_version}",
-                timeout=httpx.Timeout(self.timeout),
-                headers={"User-Agent": f"replydeck/{__version__}"},
-            )
+            self._client = new_client(f"{self.api_base}/{self.graph_version}",
+                                      timeout=self.timeout)
         return self._client
 
     async def close(self) -> None:

@@ -29,7 +29,6 @@ from typing import Any
 
 import httpx
 
-from replydeck import __version__
 from replydeck.inbox import textlen
 from replydeck.inbox.model import UTC, Author, Direction, Kind, Message, Reply, utcnow
 from replydeck.inbox.sanitize import sanitize_line, sanitize_text
@@ -46,6 +45,7 @@ from replydeck.sources.base import (
     TransientError,
     describe_json,
 )
+from replydeck.sources.http import new_client
 
 DEFAULT_API_BASE = "https://api.telegram.org"
 BATCH_LIMIT = 100
@@ -98,10 +98,7 @@ class TelegramSource(BaseSource):
     # -- HTTP ------------------------------------------------------------------------
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(self.timeout),
-                headers={"User-Agent": f"replydeck/{__version__}"},
-            )
+            self._client = new_client(timeout=self.timeout)
         return self._client
 
     async def close(self) -> None:

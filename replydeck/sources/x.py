@@ -34,7 +34,6 @@ from typing import Any
 
 import httpx
 
-from replydeck import __version__
 from replydeck.inbox import textlen
 from replydeck.inbox.model import UTC, Author, Direction, Kind, Message, Reply, utcnow
 from replydeck.inbox.sanitize import sanitize_line, sanitize_text
@@ -51,6 +50,7 @@ from replydeck.sources.base import (
     TransientError,
     describe_json,
 )
+from replydeck.sources.http import new_client
 
 DEFAULT_API_BASE = "https://api.x.com"
 TWEET_FIELDS = ("author_id,created_at,conversation_id,in_reply_to_user_id,referenced_tweets,"
@@ -128,11 +128,7 @@ class XSource(BaseSource):
     # -- HTTP ------------------------------------------------------------------------
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(
-                base_url=self.api_base,
-                timeout=httpx.Timeout(self.timeout),
-                headers={"User-Agent": f"replydeck/{__version__}"},
-            )
+            self._client = new_client(self.api_base, timeout=self.timeout)
         return self._client
 
     async def close(self) -> None:
