@@ -58,8 +58,9 @@ def _setup_logging(data_dir: Path | None, verbose: bool) -> None:
                                                            encoding="utf-8")
             handler.setFormatter(fmt)
             root.addHandler(handler)
-        except OSError:
-            pass
+        except OSError as exc:
+            print(f"replydeck: cannot write the log in {data_dir} "
+                  f"({exc.strerror or exc}); continuing without it", file=sys.stderr)
     if verbose:
         err = logging.StreamHandler(sys.stderr)
         err.setFormatter(fmt)

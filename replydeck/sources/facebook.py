@@ -41,6 +41,7 @@ import contextlib
 import json
 import logging
 import re
+from abc import abstractmethod
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -311,8 +312,9 @@ class MetaMessagingSource(BaseSource):
     async def _check_private_reply(self, target: Message, comment_id: str) -> None:
         """Hook: a platform that can ask Graph whether the comment still takes one."""
 
+    @abstractmethod
     async def _public_reply(self, reply: Reply, target: Message) -> Receipt:
-        raise NotImplementedError
+        """Answer a comment in public (Facebook and Instagram use different calls)."""
 
     async def find_sent(self, reply: Reply) -> Receipt | None:
         """After a crash mid-send: is our text among the Page's latest messages in the
@@ -344,9 +346,10 @@ class MetaMessagingSource(BaseSource):
             return None
         return await self._find_public_reply(reply, target, since, wanted)
 
+    @abstractmethod
     async def _find_public_reply(self, reply: Reply, target: Message, since: datetime,
                                  wanted: str) -> Receipt | None:
-        raise NotImplementedError
+        """Our public reply with ``wanted`` text under the comment since ``since``, if any."""
 
     # -- webhooks ------------------------------------------------------------------------
     async def messaging_event(self, event: dict[str, Any]) -> Message | None:
@@ -408,8 +411,9 @@ class MetaMessagingSource(BaseSource):
         return conv_id
 
     # -- doctor --------------------------------------------------------------------------
+    @abstractmethod
     async def _check_calls(self) -> list[str]:
-        raise NotImplementedError
+        """The platform's own `doctor` checks; returns the problems found."""
 
     async def check(self) -> CheckResult:
         try:
