@@ -312,6 +312,22 @@ class MetaMessagingSource(BaseSource):
     async def _check_private_reply(self, target: Message, comment_id: str) -> None:
         """Hook: a platform that can ask Graph whether the comment still takes one."""
 
+    #: The raw key naming what a comment is on (a Page post, an Instagram media).
+    parent_key = "post_id"
+
+    def _comment_receipt(self, reply: Reply, target: Message, cid: str, root: str,
+                         at: datetime) -> Receipt:
+        """Our public reply as it will show in the comment thread."""
+        message = Message(
+            source=self.name, remote_id=cid, platform=self.platform, kind=Kind.REPLY,
+            author=self._own_author(), text=reply.body, created_at=at,
+            direction=Direction.OUT, thread_key=reply.thread_key or f"comment:{root}",
+            in_reply_to=root,
+            raw={"comment_id": cid, "root_id": root, "parent_id": root,
+                 self.parent_key: target.raw.get(self.parent_key)},
+        )
+        return Receipt(cid, None, at, message)
+
     @abstractmethod
     async def _public_reply(self, reply: Reply, target: Message) -> Receipt:
         """Answer a comment in public (Facebook and Instagram use different calls)."""
@@ -552,18 +568,6 @@ class FacebookSource(MetaMessagingSource):
             raise TransientError(f"malformed answer from Facebook comment reply: "
                                  f"{describe_json(data)}", maybe_sent=True)
         return self._comment_receipt(reply, target, cid, root, utcnow())
-
-    def _comment_receipt(self, reply: Reply, target: Message, cid: str, root: str,
-                         at: datetime) -> Receipt:
-        message = Message(
-            source=self.name, remote_id=cid, platform=self.platform, kind=Kind.REPLY,
-            author=self._own_author(), text=reply.body, created_at=at,
-            direction=Direction.OUT, thread_key=reply.thread_key or f"comment:{root}",
-            in_reply_to=root,
-            raw={"comment_id": cid, "root_id": root, "parent_id": root,
-                 "post_id": target.raw.get("post_id")},
-        )
-        return Receipt(cid, None, at, message)
 
     async def _find_public_reply(self, reply: Reply, target: Message, since: datetime,
                                  wanted: str) -> Receipt | None:

@@ -82,6 +82,7 @@ MAX_COMMENT_PAGES = 5
 class InstagramSource(MetaMessagingSource):
     type_name = "instagram"
     platform = "instagram"
+    parent_key = "media_id"
     conversation_platform = "instagram"
     limits = Limits(max_length=2200, counting="chars", private_max_length=1000,
                     private_counting="utf8_bytes", private_window_hours=24)
@@ -289,18 +290,6 @@ class InstagramSource(MetaMessagingSource):
             author=self._own_author(), text=reply.body, created_at=at,
             direction=Direction.OUT, thread_key=reply.thread_key or f"mention:{media_id}",
             in_reply_to=media_id, raw={"comment_id": cid, "media_id": media_id},
-        )
-        return Receipt(cid, None, at, message)
-
-    def _comment_receipt(self, reply: Reply, target: Message, cid: str, root: str,
-                         at: datetime) -> Receipt:
-        message = Message(
-            source=self.name, remote_id=cid, platform=self.platform, kind=Kind.REPLY,
-            author=self._own_author(), text=reply.body, created_at=at,
-            direction=Direction.OUT, thread_key=reply.thread_key or f"comment:{root}",
-            in_reply_to=root,
-            raw={"comment_id": cid, "root_id": root, "parent_id": root,
-                 "media_id": target.raw.get("media_id")},
         )
         return Receipt(cid, None, at, message)
 
