@@ -25,13 +25,22 @@ from typing import Any
 from replydeck.inbox import textlen
 from replydeck.inbox.model import Reply, utcnow
 from replydeck.inbox.store import Store
-from replydeck.sources.base import Limits, PermanentError, Receipt, SourceError, TransientError
+from replydeck.sources.base import (
+    AuthError,
+    Limits,
+    PermanentError,
+    Receipt,
+    SourceError,
+    TransientError,
+)
 
 log = logging.getLogger(__name__)
 
 RETRY_BASE_S = 10.0
 RETRY_MAX_S = 30 * 60.0
 MAX_ATTEMPTS = 8
+#: How often a reply blocked by rejected credentials tries again (it never gives up).
+AUTH_RETRY_S = 5 * 60.0
 UNCONFIRMED_HINT = (
     "replydeck stopped while sending this reply and {platform} cannot tell whether it went "
     "out. Check the thread there, then mark it sent or send it again."
@@ -163,6 +172,14 @@ class Outbox:
         except asyncio.TimeoutError:
             await self._ambiguous(reply, source, f"no answer within {self.send_timeout:.0f} s",
                                   report)
+        except AuthError as exc:
+            # Credentials are fixed outside replydeck (a new token in the keyring, the env):
+            # the reply waits in the queue and goes out once they work, without the person
+            # having to find it and retry it.
+            await asyncio.to_thread(
+                self.store.mark_retry, reply.id, f"waiting for working credentials: {exc}",
+                next_attempt_at=self.clock() + timedelta(seconds=AUTH_RETRY_S))
+            report.retrying.append(reply.id)
         except PermanentError as exc:
             await asyncio.to_thread(self.store.mark_failed, reply.id, str(exc))
             report.failed.append((reply.id, str(exc)))

@@ -1010,15 +1010,17 @@ class Store:
 
     def requeue_reply(self, reply_id: int, *, actor: str | None = None,
                       now: datetime | None = None) -> None:
-        """A person asks to try a failed or unconfirmed reply again (same idempotency key)."""
+        """A person asks to send a reply again now: a failed or unconfirmed one, or a queued
+        one waiting for its next attempt (same idempotency key)."""
         now = now or utcnow()
         with self.transaction() as c:
             row = c.execute("SELECT conversation_id, state FROM replies WHERE id=?",
                             (reply_id,)).fetchone()
             if row is None:
                 raise StoreError(f"no reply with id {reply_id}")
-            if row["state"] not in (str(ReplyState.FAILED), str(ReplyState.UNCONFIRMED)):
-                raise StoreError(f"reply {reply_id} is {row['state']}; only failed or "
+            if row["state"] not in (str(ReplyState.FAILED), str(ReplyState.UNCONFIRMED),
+                                    str(ReplyState.QUEUED)):
+                raise StoreError(f"reply {reply_id} is {row['state']}; only queued, failed or "
                                  "unconfirmed replies can be retried")
             c.execute("UPDATE replies SET state='queued', next_attempt_at=?, updated_at=? "
                       "WHERE id=?", (to_ms(now), to_ms(now), reply_id))

@@ -347,3 +347,22 @@ def test_backoff_is_bounded_and_jittered():
 @pytest.fixture(autouse=True)
 def _utc_guard():
     assert utcnow().tzinfo is timezone.utc
+
+
+async def test_rejected_credentials_keep_the_reply_queued_until_they_work(store):
+    from replydeck.sources.base import AuthError
+
+    conv_id = _conversation(store)
+    src = ScriptedSource("src", sends=[raise_(AuthError("token expired: run doctor"))] * 12)
+    clock = Clock(T0)
+    outbox = Outbox(store, {"src": src}, owner="p", clock=clock, max_attempts=3)
+    reply = store.queue_reply(conv_id, "hi", now=T0)
+    for _ in range(12):  # far past max_attempts: it never gives up
+        report = await outbox.run_once()
+        assert report.retrying == [reply.id] and not report.failed
+        stored = store.reply(reply.id)
+        assert stored.state == ReplyState.QUEUED
+        assert "waiting for working credentials" in stored.last_error
+        clock.now += timedelta(minutes=6)
+    assert (await outbox.run_once()).sent == [reply.id]  # the token works again
+    assert len(src.sent) == 1

@@ -85,9 +85,9 @@ class OutboxScreen(ModalScreen[int | None]):
         reply = self._current()
         if reply is None:
             return
-        if reply.state not in (ReplyState.FAILED, ReplyState.UNCONFIRMED):
-            self.notify(f"Reply #{reply.id} is {reply.state}; only failed or unconfirmed "
-                        "replies can be retried.", severity="warning", markup=False)
+        if reply.state not in (ReplyState.FAILED, ReplyState.UNCONFIRMED, ReplyState.QUEUED):
+            self.notify(f"Reply #{reply.id} is {reply.state}; only queued, failed or "
+                        "unconfirmed replies can be retried.", severity="warning", markup=False)
             return
         self.retry(reply.id)
 
