@@ -278,13 +278,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     store = _read_store(config)
     try:
         convs = store.window(_filter(args), limit=args.limit)
+        undelivered = store.undelivered([c.id for c in convs])
     finally:
         store.close()
     if args.json:
-        _print_json([conversation_json(c) for c in convs])
+        _print_json([conversation_json(c, undelivered.get(c.id)) for c in convs])
     else:
         width = _terminal_width()
-        print(list_table(convs, _now(), width))
+        print(list_table(convs, _now(), width, undelivered))
     return 0
 
 
@@ -314,7 +315,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         replies = store.replies(conv.id)
         related = store.related_conversations(conv.id)
         if args.json:
-            out = conversation_json(conv)
+            out = conversation_json(conv, store.undelivered([conv.id]).get(conv.id))
             out["messages"] = [message_json(m) for m in messages]
             out["replies"] = [reply_json(r) for r in replies]
             out["events"] = [event_json(e) for e in store.events(conv.id)]

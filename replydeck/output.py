@@ -23,7 +23,8 @@ def iso(dt: datetime | None) -> str | None:
     return dt.isoformat().replace("+00:00", "Z") if dt else None
 
 
-def conversation_json(conv: Conversation) -> dict[str, Any]:
+def conversation_json(conv: Conversation,
+                      undelivered: dict[str, int] | None = None) -> dict[str, Any]:
     return {
         "id": conv.id,
         "source": conv.source,
@@ -52,6 +53,8 @@ def conversation_json(conv: Conversation) -> dict[str, Any]:
         "message_count": conv.message_count,
         "unread": conv.unread,
         "url": conv.url,
+        #: Our replies not yet delivered, by state: {"queued": 1, "unconfirmed": 1, ...}.
+        "undelivered": undelivered or {},
     }
 
 
@@ -116,10 +119,20 @@ def _followers(n: int | None) -> str:
 
 
 COLUMNS = (("ID", 6), ("URGENCY", 7), ("PLATFORM", 9), ("KIND", 7), ("AUTHOR", 22),
-           ("WAIT", 6), ("DUE", 10), ("STATUS", 8))
+           ("WAIT", 6), ("DUE", 10), ("STATUS", 8), ("REPLY", 11))
+#: What the REPLY column says about our undelivered replies, most pressing first.
+_REPLY_STATES = ("unconfirmed", "failed", "sending", "queued")
 
 
-def list_table(convs: list[Conversation], now: datetime, width: int = 120) -> str:
+def _reply_cell(states: dict[str, int] | None) -> str:
+    for state in _REPLY_STATES:
+        if states and states.get(state):
+            return state if states[state] == 1 else f"{states[state]} {state}"
+    return ""
+
+
+def list_table(convs: list[Conversation], now: datetime, width: int = 120,
+               undelivered: dict[int, dict[str, int]] | None = None) -> str:
     fixed = sum(w + 1 for _, w in COLUMNS)
     snippet_w = max(10, width - fixed)
     header = " ".join(_fit(name, w) for name, w in COLUMNS) + " " + "MESSAGE"
@@ -136,7 +149,8 @@ def list_table(convs: list[Conversation], now: datetime, width: int = 120) -> st
         if c.breached and c.due_at:
             due = time_left(c.due_at, now)
         cells = (str(c.id), str(c.urgency).upper() if c.urgency.rank < 3 else str(c.urgency),
-                 c.platform, str(c.kind), author, wait, due or "-", str(c.status))
+                 c.platform, str(c.kind), author, wait, due or "-", str(c.status),
+                 _reply_cell((undelivered or {}).get(c.id)))
         row = " ".join(_fit(v, w) for v, (_, w) in zip(cells, COLUMNS, strict=True))
         lines.append((row + " " + _fit(c.snippet, snippet_w)).rstrip())
     return "\n".join(lines)

@@ -853,6 +853,20 @@ class Store:
             rows = self.conn.execute(sql + " ORDER BY id", args).fetchall()
             return [self._reply_row(r) for r in rows]
 
+    def undelivered(self, conv_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+        """Replies not yet sent, per conversation and state (queued, failed, unconfirmed…)."""
+        out: dict[int, dict[str, int]] = {}
+        ids = list(conv_ids)
+        with self._lock:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i:i + 500]
+                for conv_id, state, n in self.conn.execute(
+                        "SELECT conversation_id, state, count(*) FROM replies WHERE state != "
+                        f"'sent' AND conversation_id IN ({','.join('?' * len(chunk))}) "
+                        "GROUP BY conversation_id, state", chunk):
+                    out.setdefault(conv_id, {})[state] = n
+        return out
+
     def outbox_counts(self) -> dict[str, int]:
         with self._lock:
             rows = self.conn.execute(

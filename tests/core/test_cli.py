@@ -86,7 +86,12 @@ def test_reply_is_queued_then_sent_by_poll_and_appears_in_show(shop, tmp_path):
     out = run_cli(shop, "reply", str(conv["id"]), "--text", "It left our warehouse today!")
     assert out.returncode == 0, out.stderr
     assert "queued" in out.stdout
+    # Until the outbox has sent it, the list says so.
+    assert _by_author(shop)["maria"]["undelivered"] == {"queued": 1}
+    row = next(line for line in run_cli(shop, "list").stdout.splitlines() if "Maria" in line)
+    assert " queued " in row
     assert run_cli(shop, "poll", "--once").returncode == 0
+    assert _by_author(shop)["maria"]["undelivered"] == {}
     sent = [json.loads(line) for line in (tmp_path / "replies.jsonl").read_text().splitlines()]
     assert [(r["text"], r["thread"]) for r in sent] == [("It left our warehouse today!", "a")]
     shown = json.loads(run_cli(shop, "show", str(conv["id"]), "--json").stdout)

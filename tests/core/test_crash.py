@@ -157,3 +157,7 @@ def test_kill_9_during_sending_never_sends_twice_and_loses_nothing(tmp_path, ded
         assert unconfirmed <= kills * 20  # at most the replies in flight at each crash
         held = run_cli(config, "outbox", "--json")
         assert sum(r["state"] == "unconfirmed" for r in json.loads(held.stdout)) == unconfirmed
+        # ...and `list` marks the conversations whose reply a person must check.
+        rows = json.loads(run_cli(config, "list", "--json", "--status", "all",
+                                  "--limit", "100").stdout)
+        assert sum(r["undelivered"].get("unconfirmed", 0) for r in rows) == unconfirmed
