@@ -116,7 +116,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     import asyncio
 
     config = _load(args)
-    print(f"config: {config.file} (ok, {len(config.sources)} sources)")
+    count = len(config.sources)
+    print(f"config: {config.file} (ok, {count} source{'' if count == 1 else 's'})")
     print(f"database: {config.database}")
     problems = 0
     store = _store(config)
