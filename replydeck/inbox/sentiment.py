@@ -35,6 +35,8 @@ _EN_TOKEN = re.compile(r"[a-z0-9][a-z0-9'\-]*|[.,;:!?]", re.IGNORECASE)
 _CLAUSE_END = frozenset(".,;:!?")
 _JA_STOP = frozenset("。、,.!?\n ")
 _JA_WINDOW = 8
+_RECENT = 256
+_CACHED_MESSAGES = 4096
 
 
 @dataclass
@@ -44,9 +46,18 @@ class Sentiment:
     terms: list[tuple[str, float]] = field(default_factory=list)
 
 
+def _normalize(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).replace("\u2019", "'").replace("\u2018", "'")
+
+
+# Triage normalises a message for its phrases and again here for its sentiment, one call
+# after the other: a few recent results save the second pass.
+_normalize_recent = lru_cache(maxsize=_RECENT)(_normalize)
+
+
 def normalize(text: str) -> str:
     """NFKC with typographic apostrophes made plain, so lexicon lookups see one form."""
-    return unicodedata.normalize("NFKC", text).replace("\u2019", "'").replace("\u2018", "'")
+    return _normalize_recent(text) if type(text) is str else _normalize(text)
 
 
 def sentiment(text: str, language: str | None = None) -> float:
@@ -55,11 +66,23 @@ def sentiment(text: str, language: str | None = None) -> float:
     ``language`` is accepted from callers that know it, but both lexicons always run:
     posts mix scripts (最悪 wtf), and each lexicon only matches its own script.
     """
-    return analyze(text, language).score
+    return cached_analysis(text).score
 
 
 def analyze(text: str, language: str | None = None) -> Sentiment:
     """:func:`sentiment` with the contributing terms, for triage reasons."""
+    shared = cached_analysis(text)
+    return Sentiment(shared.score, list(shared.terms))
+
+
+def cached_analysis(text: str) -> Sentiment:
+    """:func:`analyze`, remembered for the latest messages: a conversation is judged again on
+    every change, and its older messages have not changed. The result is shared between
+    callers: read it, do not modify it."""
+    return _analysis_cached(text) if type(text) is str else _analysis(text)
+
+
+def _analysis(text: str) -> Sentiment:
     if not text or not text.strip():
         return Sentiment(0.0)
     norm = normalize(text)
@@ -72,6 +95,11 @@ def analyze(text: str, language: str | None = None) -> Sentiment:
     return Sentiment(max(-1.0, min(1.0, score)), terms)
 
 
+#: Bounded: a few thousand recent messages (about a megabyte), enough for every open
+#: conversation a poll or a person's action touches again soon after.
+_analysis_cached = lru_cache(maxsize=_CACHED_MESSAGES)(_analysis)
+
+
 # English ---------------------------------------------------------------------------------
 
 
@@ -80,33 +108,48 @@ def _en_phrases() -> dict[tuple[str, ...], float]:
     return {tuple(p.split()): v for p, v in en.PHRASES.items()}
 
 
+@lru_cache(maxsize=1)
+def _en_phrase_starts() -> tuple[frozenset[str], int]:
+    """The words a phrase can begin with (most words begin none) and the longest phrase."""
+    phrases = _en_phrases()
+    return frozenset(k[0] for k in phrases if k), max(len(k) for k in phrases)
+
+
 def _is_negator(word: str) -> bool:
     return word in en.NEGATORS or word in _EXTRA_NEGATORS or word.endswith("n't")
 
 
 def _score_english(text: str) -> list[tuple[str, float]]:
-    raw = [m.group(0) for m in _EN_TOKEN.finditer(text) if m.group(0).isascii()]
+    raw = [t for t in _EN_TOKEN.findall(text) if t.isascii()]
     if not raw:
         return []
     lower = [t.lower() for t in raw]
     letters = [t for t in raw if t.isalpha()]
     shouting_everywhere = bool(letters) and all(t.isupper() for t in letters)
     phrases = _en_phrases()
-    longest = max(len(k) for k in phrases)
+    starts, longest = _en_phrase_starts()
+    words = en.WORDS
 
     items: list[tuple[int, int, str, float]] = []  # (start, end, term, value)
     i = 0
-    while i < len(lower):
-        for n in range(min(longest, len(lower) - i), 1, -1):
-            key = tuple(lower[i:i + n])
-            if key in phrases:
-                items.append((i, i + n, " ".join(key), phrases[key]))
-                i += n
-                break
-        else:
-            if lower[i] in en.WORDS:
-                items.append((i, i + 1, lower[i], en.WORDS[lower[i]]))
-            i += 1
+    count = len(lower)
+    while i < count:
+        word = lower[i]
+        if word in starts:
+            for n in range(min(longest, count - i), 1, -1):
+                key = tuple(lower[i:i + n])
+                if key in phrases:
+                    items.append((i, i + n, " ".join(key), phrases[key]))
+                    i += n
+                    break
+            else:
+                if word in words:
+                    items.append((i, i + 1, word, words[word]))
+                i += 1
+            continue
+        if word in words:
+            items.append((i, i + 1, word, words[word]))
+        i += 1
 
     contrast_at = max((k for k, w in enumerate(lower) if w in en.CONTRAST), default=-1)
     out: list[tuple[str, float]] = []
@@ -157,16 +200,40 @@ def _ja_index() -> tuple[dict[str, tuple[str, float]], int]:
     return entries, max(len(k) for k in entries)
 
 
+@lru_cache(maxsize=1)
+def _ja_starts() -> tuple[dict[str, tuple[int, ...]], re.Pattern[str] | None]:
+    """For each character an entry can begin with, the entry lengths there (longest first),
+    and a pattern finding such characters: the scan jumps between them.
+
+    Entries beginning with an ASCII character are left out: matching starts only at
+    non-ASCII characters.
+    """
+    entries, _longest = _ja_index()
+    sizes: dict[str, set[int]] = {}
+    for key in entries:
+        if key and not key[0].isascii():
+            sizes.setdefault(key[0], set()).add(len(key))
+    starts = {ch: tuple(sorted(s, reverse=True)) for ch, s in sizes.items()}
+    if not starts:
+        return starts, None
+    return starts, re.compile("[" + "".join(re.escape(ch) for ch in sorted(starts)) + "]")
+
+
 def _ja_matches(text: str) -> list[tuple[int, int, str, str, float]]:
-    entries, longest = _ja_index()
+    """Lexicon entries in ``text``, left to right, the longest at each place."""
+    entries, _longest = _ja_index()
+    starts, pattern = _ja_starts()
     found: list[tuple[int, int, str, str, float]] = []
-    i = 0
+    if pattern is None:
+        return found
     n = len(text)
-    while i < n:
-        if text[i].isascii():
-            i += 1
-            continue
-        for size in range(min(longest, n - i), 0, -1):
+    i = 0
+    search = pattern.search
+    while (m := search(text, i)) is not None:
+        i = m.start()
+        for size in starts[text[i]]:
+            if size > n - i:
+                continue
             hit = entries.get(text[i:i + size])
             if hit is not None:
                 found.append((i, i + size, text[i:i + size], hit[0], hit[1]))
@@ -207,5 +274,15 @@ def _score_japanese(text: str) -> list[tuple[str, float]]:
     return out
 
 
+@lru_cache(maxsize=1)
+def _emoji_pattern() -> re.Pattern[str] | None:
+    """The lexicon's emoji (those of one character: the scan goes character by character)."""
+    singles = sorted(ch for ch in en.EMOJI if len(ch) == 1)
+    return re.compile("[" + "".join(re.escape(ch) for ch in singles) + "]") if singles else None
+
+
 def _score_emoji(text: str) -> list[tuple[str, float]]:
-    return [(ch, en.EMOJI[ch]) for ch in text if ch in en.EMOJI]
+    pattern = _emoji_pattern()
+    if pattern is None:
+        return []
+    return [(ch, en.EMOJI[ch]) for ch in pattern.findall(text)]

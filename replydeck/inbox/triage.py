@@ -28,7 +28,7 @@ from replydeck.config.sla import PhraseGroup, SlaConfig, format_duration
 from replydeck.inbox import sla as sla_mod
 from replydeck.inbox.assess import Decision, ThreadFacts
 from replydeck.inbox.model import Direction, Message, Urgency
-from replydeck.inbox.sentiment import Sentiment, analyze, normalize
+from replydeck.inbox.sentiment import Sentiment, cached_analysis, normalize
 
 #: A message this negative (or worse) makes the conversation a complaint.
 COMPLAINT_SENTIMENT = -0.35
@@ -63,7 +63,33 @@ def _fmt_count(n: int) -> str:
 
 @lru_cache(maxsize=64)
 def _group_pattern(phrases: tuple[str, ...]) -> re.Pattern[str] | None:
-    """One regex per group: Latin phrases as whole words, Japanese ones as substrings."""
+    r"""One regex per group: Latin phrases as whole words, Japanese ones as substrings.
+
+    Longest phrases first, so where several begin at the same place the longest wins.
+    Each phrase starts with its first character as a literal, the word-boundary check
+    right after it (``l(?<![\w']l)awyer`` tests what ``(?<![\w'])lawyer`` does): the regex
+    engine then skips places no phrase starts at and tries only the phrases beginning with
+    the character it is at (grouped by it, order kept), instead of running every phrase's
+    look-behind at every character (ten times slower).
+    """
+    by_first: dict[str, list[str]] = {}
+    for p in sorted({normalize(p).casefold().strip() for p in phrases}, key=len, reverse=True):
+        if not p:
+            continue
+        body = re.escape(p).replace(r"\ ", r"\s+")
+        head = re.escape(p[0])
+        tail = re.escape(p[1:]).replace(r"\ ", r"\s+")
+        if head + tail != body:  # cannot happen (re.escape works per character); be safe
+            return _plain_group_pattern(phrases)
+        rest = rf"(?<![\w']{head}){tail}(?![\w'])" if p.isascii() else tail
+        by_first.setdefault(head, []).append(rest)
+    parts = [head + (rests[0] if len(rests) == 1 else f"(?:{'|'.join(rests)})")
+             for head, rests in by_first.items()]
+    return re.compile("|".join(parts)) if parts else None
+
+
+def _plain_group_pattern(phrases: tuple[str, ...]) -> re.Pattern[str] | None:
+    """:func:`_group_pattern` written the obvious way (slower: a look-behind per phrase)."""
     parts = []
     for p in sorted({normalize(p).casefold().strip() for p in phrases}, key=len, reverse=True):
         if not p:
@@ -85,6 +111,51 @@ def match_phrase(group: PhraseGroup, text: str) -> str | None:
 def prepare(text: str) -> str:
     """Text as phrase matching sees it: NFKC (width), casefolded, one space between words."""
     return " ".join(normalize(text).casefold().split())
+
+
+class _PhraseMatcher:
+    """The phrase groups of one config, strongest first, with what each message contains.
+
+    A conversation is judged again on every change while its older messages stay the same,
+    so the groups found in a message's (prepared) text are remembered for recent texts.
+    """
+
+    def __init__(self, groups: tuple[PhraseGroup, ...]) -> None:
+        self.groups = groups
+        self.ordered = sorted(groups, key=lambda g: -g.weight)
+        # A group of weight 0 never counts: no need to look for it.
+        self._patterns = [None if g.weight == 0 else _group_pattern(g.phrases)
+                          for g in self.ordered]
+        self.hits = lru_cache(maxsize=_CACHED_TEXTS)(self._hits)
+
+    def _hits(self, text: str) -> tuple[str | None, ...]:
+        """For each group in :attr:`ordered`, its first phrase found in ``text``, or None."""
+        out: list[str | None] = []
+        for pattern in self._patterns:
+            m = pattern.search(text) if pattern is not None else None
+            out.append(m.group(0) if m else None)
+        return tuple(out)
+
+
+#: Texts remembered per cache (prepared texts, phrases found): recent messages.
+_CACHED_TEXTS = 4096
+_matchers: dict[int, _PhraseMatcher] = {}
+
+
+def _matcher(groups: tuple[PhraseGroup, ...]) -> _PhraseMatcher:
+    """The matcher of a config's phrase groups, built once per (immutable) tuple of groups."""
+    if type(groups) is not tuple:  # a list could change under a cached matcher
+        return _PhraseMatcher(tuple(groups))
+    found = _matchers.get(id(groups))
+    if found is None or found.groups is not groups:
+        if len(_matchers) >= 16:
+            _matchers.clear()
+        # The matcher holds the tuple, so its id is not reused while the entry exists.
+        found = _matchers[id(groups)] = _PhraseMatcher(groups)
+    return found
+
+
+_prepared = lru_cache(maxsize=_CACHED_TEXTS)(prepare)
 
 
 def waiting_messages(facts: ThreadFacts) -> list[Message]:
@@ -119,11 +190,12 @@ def _evaluate(facts: ThreadFacts, cfg: SlaConfig, now: datetime) -> Assessment:
         reasons.append(f"{reason} {_fmt_weight(weight)}")
 
     waiting = waiting_messages(facts)
-    texts = [prepare(m.text) for m in waiting]
+    matcher = _matcher(tc.phrases)
+    found = [matcher.hits(_prepared(m.text)) for m in waiting]
 
     # Phrases by severity: each group once, strongest groups first in the reasons.
-    for group in sorted(tc.phrases, key=lambda g: -g.weight):
-        hit = next((h for t in texts if (h := match_phrase(group, t))), None)
+    for k, group in enumerate(matcher.ordered):
+        hit = next((h[k] for h in found if h[k]), None)
         if hit is None or group.weight == 0:
             continue
         add(group.weight, f"phrase {hit!r} ({group.label})")
@@ -132,7 +204,7 @@ def _evaluate(facts: ThreadFacts, cfg: SlaConfig, now: datetime) -> Assessment:
         complaint = complaint or group.complaint
 
     # Sentiment: the worst waiting message decides how upset the customer is.
-    judged: list[Sentiment] = [analyze(m.text, m.language) for m in waiting]
+    judged: list[Sentiment] = [cached_analysis(m.text) for m in waiting]  # read only
     worst = min(judged, key=lambda s: s.score, default=Sentiment(0.0))
     best = max(judged, key=lambda s: s.score, default=Sentiment(0.0))
     if worst.score <= NEGATIVE_FROM and tc.negative_sentiment:
