@@ -92,6 +92,8 @@ class Composer(Vertical):
         self.saved_reply: str | None = None
         #: A message tag chosen for a reply outside the window (Meta HUMAN_AGENT).
         self.tag: str | None = None
+        self._window: Any = None
+        self._window_key: tuple[int, bool, str | None] | None = None
         self._timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
@@ -139,11 +141,19 @@ class Composer(Vertical):
         bound = keys.keys_for(action) if keys is not None else ()
         return bound[0] if bound else action
 
-    def window(self) -> Any:
-        """Whether the platform lets this reply go out now (open, reason, allowed_tags)."""
+    def window(self, *, fresh: bool = False) -> Any:
+        """Whether the platform lets this reply go out now (open, reason, allowed_tags).
+
+        Asked once per conversation, mode and tag, not on every keystroke (it reads the
+        thread); ``fresh`` asks again, as sending does, since the window closes with time.
+        """
         if self.conversation is None or self.window_for is None:
             return None
-        return self.window_for(self.conversation, self.private, self.tag)
+        key = (self.conversation.id, self.private, self.tag)
+        if fresh or self._window_key != key:
+            self._window = self.window_for(self.conversation, self.private, self.tag)
+            self._window_key = key
+        return self._window
 
     def _update(self) -> None:
         conv = self.conversation
@@ -213,7 +223,7 @@ class Composer(Vertical):
             self.notify(f"Not sent: too long for {fmt.platform_name(conv.platform)} "
                         f"({check.describe()}).", severity="error", markup=False)
             return
-        window = self.window()
+        window = self.window(fresh=True)
         if window is not None and not window.open:
             self.notify(f"Not sent: {window.reason}", severity="error", markup=False)
             return
