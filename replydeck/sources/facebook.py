@@ -368,6 +368,17 @@ class MetaMessagingSource(BaseSource):
         """Our public reply with ``wanted`` text under the comment since ``since``, if any."""
 
     # -- webhooks ------------------------------------------------------------------------
+    async def _messaging_events(self, entry: dict[str, Any]) -> list[Message]:
+        """The DMs in one webhook ``entry`` (Messenger and Instagram share the shape)."""
+        out: list[Message] = []
+        for event in entry.get("messaging") or []:
+            if isinstance(event, dict):
+                with _skip_malformed(self.name):
+                    msg = await self.messaging_event(event)
+                    if msg is not None:
+                        out.append(msg)
+        return out
+
     async def messaging_event(self, event: dict[str, Any]) -> Message | None:
         """A Messenger / Instagram ``messaging`` webhook event as a Message (None for
         events that are not a text message: reads, deliveries, reactions...).
@@ -587,13 +598,7 @@ class FacebookSource(MetaMessagingSource):
     # -- webhooks ------------------------------------------------------------------------
     async def webhook_messages(self, entry: dict[str, Any]) -> list[Message]:
         """Messages from one ``entry`` of a ``page`` webhook (Messenger and feed)."""
-        out: list[Message] = []
-        for event in entry.get("messaging") or []:
-            if isinstance(event, dict):
-                with _skip_malformed(self.name):
-                    msg = await self.messaging_event(event)
-                    if msg is not None:
-                        out.append(msg)
+        out: list[Message] = await self._messaging_events(entry)
         for change in entry.get("changes") or []:
             if isinstance(change, dict) and change.get("field") == "feed":
                 with _skip_malformed(self.name):

@@ -312,13 +312,7 @@ class InstagramSource(MetaMessagingSource):
     # -- webhooks ------------------------------------------------------------------------
     async def webhook_messages(self, entry: dict[str, Any]) -> list[Message]:
         """Messages from one ``entry`` of an ``instagram`` webhook (DMs and comments)."""
-        out: list[Message] = []
-        for event in entry.get("messaging") or []:
-            if isinstance(event, dict):
-                with _skip_malformed(self.name):
-                    msg = await self.messaging_event(event)
-                    if msg is not None:
-                        out.append(msg)
+        out: list[Message] = await self._messaging_events(entry)
         stamp = entry.get("time")
         for change in entry.get("changes") or []:
             if not isinstance(change, dict) or change.get("field") not in (
