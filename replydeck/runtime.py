@@ -26,6 +26,8 @@ from replydeck.inbox.store import Store
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S = 15.0
+#: How soon a stored message joins the search index (search finds it before, more slowly).
+INDEX_INTERVAL_S = 5.0
 
 
 def process_owner() -> str:
@@ -200,7 +202,17 @@ async def run_once(services: Services, hooks: ServiceHooks | None = None
     changed = await asyncio.to_thread(services.store.sweep)
     if hooks and hooks.on_sweep and any(changed.values()):
         hooks.on_sweep(changed)
+    await index_all(services.store)
     return outcomes, report
+
+
+async def index_all(store: Store) -> int:
+    """Add every stored message to the search index, one short transaction at a time
+    (other writers get their turn between them); returns how many."""
+    total = 0
+    while added := await asyncio.to_thread(store.index_pending):
+        total += added
+    return total
 
 
 async def run_forever(services: Services, stop: asyncio.Event,
@@ -218,4 +230,15 @@ async def run_forever(services: Services, stop: asyncio.Event,
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), SWEEP_INTERVAL_S)
 
-    await asyncio.gather(services.poller.run(stop), services.outbox.run(stop), sweep_loop())
+    async def index_loop() -> None:
+        # Any process's messages: webhooks, another poller, replies sent from a TUI.
+        while not stop.is_set():
+            try:
+                await index_all(services.store)
+            except Exception:
+                log.exception("search indexing failed")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), INDEX_INTERVAL_S)
+
+    await asyncio.gather(services.poller.run(stop), services.outbox.run(stop), sweep_loop(),
+                         index_loop())

@@ -419,6 +419,9 @@ class WebhookReceiver:
                                          save_cursor=False)
         self.stored += result.new_messages
         log.info("webhook: %s new message(s) for %s", result.new_messages, source.name)
+        if result.new_messages:
+            # `replydeck webhooks` may run without a poller (which indexes otherwise).
+            await asyncio.to_thread(self.store.index_pending)
 
     def _seen(self, key: str, *, remember: bool = True) -> bool:
         if key in self._recent:

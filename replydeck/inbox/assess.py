@@ -8,11 +8,51 @@ messages. The assessor does no I/O; it is given ``now`` so it is deterministic i
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, overload
 
 from replydeck.inbox.model import Author, Kind, Message, Status, Urgency
+
+
+class ThreadMessages(Sequence[Message]):
+    """A thread's messages, read the first time an assessor looks at them.
+
+    Many assessments never do (the plain one reads only times and kind), and reading a
+    thread back costs more than storing its new messages.
+    """
+
+    def __init__(self, load: Callable[[], list[Message]]) -> None:
+        self._load: Callable[[], list[Message]] | None = load
+        self._items: list[Message] = []
+
+    def _all(self) -> list[Message]:
+        if self._load is not None:
+            self._items, self._load = self._load(), None
+        return self._items
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    @overload
+    def __getitem__(self, index: int) -> Message: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Message]: ...
+    def __getitem__(self, index: int | slice) -> Message | list[Message]:
+        return self._all()[index]
+
+    def __iter__(self) -> Iterator[Message]:
+        return iter(self._all())
+
+    def __reversed__(self) -> Iterator[Message]:
+        return reversed(self._all())
+
+    def __eq__(self, other: object) -> bool:
+        return list(self) == (list(other) if isinstance(other, Sequence) else other)
+
+    def __repr__(self) -> str:
+        return f"ThreadMessages({self._all()!r})"
 
 
 @dataclass
@@ -24,7 +64,7 @@ class ThreadFacts:
     status: Status
     author: Author
     #: The thread, oldest first (the latest 50 messages), inbound and outbound.
-    messages: list[Message]
+    messages: Sequence[Message]
     #: The messages this change added (empty for a re-assessment without new messages).
     new_messages: list[Message]
     tags: list[str]

@@ -43,12 +43,24 @@ _INVISIBLE = re.compile(
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # C0 except \t \n, DEL, and the rest of C1.
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]")
+# Every character any pattern above starts with: text without one (most text) is returned
+# as it is, after one scan instead of six.
+_ANY_UNSAFE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\u200e\u200f"
+    "\u061c\u200b\u2060-\u2064\ufeff\ufff9-\ufffb\ud800-\udfff]"
+)
 
 
 def sanitize_text(text: str) -> str:
     """The text with nothing left that a terminal would act on."""
     if not text:
         return ""
+    if _ANY_UNSAFE.search(text) is None:
+        return text
+    return _strip(text)
+
+
+def _strip(text: str) -> str:
     text = _ESC_SEQ.sub("", text)
     text = _C1_SEQ.sub("", text)
     text = _LINE_SEP_RE.sub(lambda m: _LINE_SEPARATORS[m.group(0)], text)

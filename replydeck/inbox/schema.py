@@ -174,6 +174,20 @@ MIGRATIONS: list[str] = [
     CREATE INDEX conv_waiting ON conversations(bucket, waiting_since)
         WHERE waiting_since IS NOT NULL;
     """,
+    # 5: the search index is filled behind ingest (inbox/search_index.py); every message
+    # stored so far is indexed already. A deleted message leaves the index only if it
+    # is in it: FTS5 must never be told to delete a row it does not hold.
+    """
+    INSERT INTO meta(key, value)
+        SELECT 'fts_indexed_to', coalesce(max(id), 0) FROM messages WHERE true
+        ON CONFLICT(key) DO UPDATE SET value=excluded.value;
+    DROP TRIGGER IF EXISTS messages_ad;
+    CREATE TRIGGER messages_ad AFTER DELETE ON messages
+    WHEN old.id <= (SELECT CAST(value AS INTEGER) FROM meta WHERE key='fts_indexed_to')
+    BEGIN
+        INSERT INTO messages_fts(messages_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    END;
+    """,
 ]
 
 

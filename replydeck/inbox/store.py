@@ -18,10 +18,18 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any
 
-from replydeck.inbox.assess import Assessor, Decision, PlainAssessor, ThreadFacts
+from replydeck.inbox import search_index
+from replydeck.inbox.assess import (
+    Assessor,
+    Decision,
+    PlainAssessor,
+    ThreadFacts,
+    ThreadMessages,
+)
 from replydeck.inbox.model import (
     Author,
     Conversation,
@@ -40,6 +48,7 @@ from replydeck.inbox.model import (
 )
 from replydeck.inbox.sanitize import sanitize_line, sanitize_text
 from replydeck.inbox.schema import NO_DUE, migrate
+from replydeck.inbox.thread_times import Arrival, ThreadTimes, advance
 
 BUCKET = {Status.OPEN: 0, Status.PENDING: 0, Status.SNOOZED: 1, Status.DONE: 2}
 FACTS_MESSAGES = 50
@@ -114,6 +123,32 @@ def _tags_list(text: str) -> list[str]:
     return text.split()
 
 
+# What ``json.dumps(x, default=str)`` gives, without its per-call set-up (ingest runs it
+# for every message). Payloads are trees parsed from JSON, so no cycle check.
+_JSON = json.JSONEncoder(default=str, check_circular=False)
+
+
+def _remote_id_data(remote_id: str) -> str:
+    """``json.dumps({"remote_id": remote_id})``, for an event per ingested message."""
+    if not isinstance(remote_id, str):
+        return json.dumps({"remote_id": remote_id})
+    return '{"remote_id": ' + encode_basestring_ascii(remote_id) + "}"
+
+
+#: The columns ``_refresh`` writes, in its UPDATE's order.
+_REFRESHED = ("status", "bucket", "message_count", "last_message_at", "last_inbound_at",
+              "waiting_since", "first_response_at", "last_human_reply_at",
+              "last_auto_reply_at", "snippet", "author_id", "unread", "snoozed_until",
+              "snooze_until_reply")
+#: The columns an assessment writes (with the refreshed ones, which it may follow).
+_ASSESSED = (*_REFRESHED, "tags", "assignee", "views", "urgency", "score", "reasons", "due_at",
+             "warn_at", "breached", "warned", "sort_due", "sort_wait")
+_UPDATE_REFRESHED = ("UPDATE conversations SET " + ", ".join(f"{k}=?" for k in _REFRESHED)
+                     + " WHERE id=?")
+_UPDATE_ASSESSED = ("UPDATE conversations SET " + ", ".join(f"{k}=?" for k in _ASSESSED)
+                    + " WHERE id=?")
+
+
 def _snippet(text: str) -> str:
     first = next((line for line in text.splitlines() if line.strip()), "")
     return first[:SNIPPET_CHARS]
@@ -163,6 +198,22 @@ class Store:
                 raise
             else:
                 self.conn.execute("COMMIT")
+
+    def index_pending(self, limit: int = search_index.CHUNK) -> int:
+        """Add up to ``limit`` stored messages to the search index; returns how many.
+
+        Search finds unindexed messages too (more slowly); see ``inbox/search_index.py``.
+        """
+        with self._lock:
+            # A read first: an idle indexer must not take the write lock every few seconds.
+            if not search_index.has_pending(self.conn):
+                return 0
+            with self.transaction() as c:
+                return search_index.index_pending(c, limit)
+
+    def unindexed(self) -> int:
+        with self._lock:
+            return search_index.pending(self.conn)
 
     def data_version(self) -> int:
         """Changes whenever another connection commits; the TUI polls it to refresh."""
@@ -294,29 +345,35 @@ class Store:
                 fresh.append(msg)
             authors = self._upsert_authors(c, fresh)
             threads: dict[str, int] = {}
+            # Rows of the conversations this batch creates, as inserted.
+            created_rows: dict[int, dict[str, Any]] = {}
+            arrived: dict[str, tuple[int, int]] = {}
             rows = []
             events = []
             for msg in fresh:
                 author_id = authors[(msg.platform, msg.author.id)]
-                conv_id, is_new = self._conversation_for(c, source, msg, author_id, threads)
-                if is_new:
-                    created.add(conv_id)
-                rows.append(self._message_row(source, msg, conv_id, author_id))
+                at = to_ms(msg.created_at)
+                arrived[msg.remote_id] = (author_id, at)
+                conv_id = self._conversation_for(c, source, msg, author_id, threads,
+                                                 created_rows)
+                rows.append(self._message_row(source, msg, conv_id, author_id, at=at))
                 if msg.direction == Direction.IN:
-                    events.append((conv_id, str(EventType.RECEIVED), to_ms(msg.created_at),
-                                   None, json.dumps({"remote_id": msg.remote_id})))
+                    events.append((conv_id, EventType.RECEIVED.value, at, None,
+                                   _remote_id_data(msg.remote_id)))
                 elif not msg.automated:
                     # Sent from outside replydeck (the platform's own app): a human reply.
-                    events.append((conv_id, str(EventType.REPLIED), to_ms(msg.created_at),
-                                   "external", json.dumps({"remote_id": msg.remote_id})))
+                    events.append((conv_id, EventType.REPLIED.value, at, "external",
+                                   _remote_id_data(msg.remote_id)))
                 touched.setdefault(conv_id, []).append(msg)
+            created.update(created_rows)
             self._insert_messages(c, rows)
             c.executemany("INSERT INTO events(conversation_id, type, at, actor, data) "
                           "VALUES(?,?,?,?,?)", events)
             result.new_messages = len(fresh)
             for conv_id, new in touched.items():
                 reopened = self._refresh(c, conv_id, new, is_new=conv_id in created, now=now,
-                                         result=result)
+                                         result=result, arrived=arrived,
+                                         row=created_rows.get(conv_id))
                 if reopened:
                     result.reopened.append(conv_id)
             if save_cursor:
@@ -368,8 +425,10 @@ class Store:
         return int(row[0])
 
     def _conversation_for(self, c: sqlite3.Connection, source: str, msg: Message,
-                          author_id: int, threads: dict[str, int]) -> tuple[int, bool]:
-        """The conversation a message belongs to, created if new.
+                          author_id: int, threads: dict[str, int],
+                          created: dict[int, dict[str, Any]]) -> int:
+        """The conversation a message belongs to, created if new (its row then goes into
+        ``created``).
 
         ``threads`` caches thread key -> id (and ``msg:<remote id>`` for messages of this
         batch), so a batch asks the database once per thread, and a reply joins a parent
@@ -380,62 +439,59 @@ class Store:
             cached = threads.get(f"msg:{msg.in_reply_to}")
             if cached is not None:
                 threads[f"msg:{msg.remote_id}"] = cached
-                return cached, False
+                return cached
             parent = c.execute(
                 "SELECT conversation_id FROM messages WHERE source=? AND remote_id=?",
                 (source, msg.in_reply_to),
             ).fetchone()
             if parent:
                 threads[f"msg:{msg.remote_id}"] = int(parent[0])
-                return int(parent[0]), False
+                return int(parent[0])
         if not thread_key:
             thread_key = f"msg:{msg.remote_id}"
         cached = threads.get(thread_key)
         if cached is not None:
             threads[f"msg:{msg.remote_id}"] = cached
-            return cached, False
+            return cached
         row = c.execute("SELECT id FROM conversations WHERE source=? AND thread_key=?",
                         (source, thread_key)).fetchone()
         if row:
             threads[thread_key] = threads[f"msg:{msg.remote_id}"] = int(row[0])
-            return int(row[0]), False
+            return int(row[0])
         at = to_ms(msg.created_at)
         customer = author_id if msg.direction == Direction.IN else None
-        cur = c.execute(
+        row = dict(c.execute(
             "INSERT INTO conversations(source, thread_key, platform, kind, author_id, url, "
-            "created_at, last_message_at, sort_due, sort_wait) VALUES(?,?,?,?,?,?,?,?,?,?)",
-            (source, thread_key, msg.platform, str(msg.kind), customer, msg.url, at, at,
+            "created_at, last_message_at, sort_due, sort_wait) VALUES(?,?,?,?,?,?,?,?,?,?) "
+            "RETURNING *",
+            (source, thread_key, msg.platform, msg.kind.value, customer, msg.url, at, at,
              NO_DUE, at),
-        )
-        conv_id = int(cur.lastrowid or 0)
+        ).fetchone())
+        conv_id = int(row["id"])
+        created[conv_id] = row
         threads[thread_key] = threads[f"msg:{msg.remote_id}"] = conv_id
-        return conv_id, True
+        return conv_id
 
     @staticmethod
     def _message_row(source: str, msg: Message, conv_id: int, author_id: int,
-                     reply_id: int | None = None) -> tuple[Any, ...]:
-        return (source, msg.remote_id, conv_id, msg.platform, str(msg.kind), str(msg.direction),
-                author_id, sanitize_text(msg.text), to_ms(msg.created_at), msg.url,
-                msg.in_reply_to, msg.language,
-                json.dumps(msg.engagement) if msg.engagement else None,
+                     reply_id: int | None = None, *, at: int | None = None) -> tuple[Any, ...]:
+        return (source, msg.remote_id, conv_id, msg.platform, msg.kind.value,
+                msg.direction.value, author_id, sanitize_text(msg.text),
+                to_ms(msg.created_at) if at is None else at,
+                msg.url, msg.in_reply_to, msg.language,
+                _JSON.encode(msg.engagement) if msg.engagement else None,
                 # ASCII escapes: a platform's raw JSON may hold lone surrogates, which
                 # cannot be encoded as UTF-8 but round-trip fine as \ud800 escapes.
-                json.dumps(msg.raw, default=str) if msg.raw else None,
+                _JSON.encode(msg.raw) if msg.raw else None,
                 int(msg.automated), reply_id)
 
     @staticmethod
     def _insert_messages(c: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
-        """Insert message rows and index their text in one pass each."""
-        if not rows:
-            return
-        # Rows inserted inside this write transaction get ids above the current maximum.
-        floor = c.execute("SELECT coalesce(max(id), 0) FROM messages").fetchone()[0]
+        """Insert message rows; ``index_pending`` adds them to the search index later."""
         c.executemany(
             "INSERT INTO messages(source, remote_id, conversation_id, platform, kind, direction, "
             "author_id, text, created_at, url, in_reply_to, language, engagement, raw, "
             "automated, reply_id) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-        c.execute("INSERT INTO messages_fts(rowid, text) SELECT id, text FROM messages "
-                  "WHERE id > ?", (floor,))
 
     @staticmethod
     def _insert_message(c: sqlite3.Connection, source: str, msg: Message, conv_id: int,
@@ -444,13 +500,70 @@ class Store:
 
     def _refresh(self, c: sqlite3.Connection, conv_id: int, new: list[Message], *,
                  is_new: bool, now: datetime, result: IngestResult | None = None,
-                 assess: bool = True) -> bool:
+                 assess: bool = True, arrived: dict[str, tuple[int, int]] | None = None,
+                 row: dict[str, Any] | None = None) -> bool:
         """Recompute a conversation's derived state from its messages, then assess it.
 
-        Returns True when an inbound message reopened a done conversation.
+        ``arrived`` (remote id -> author row id, time) says ``new`` was inserted just now;
+        the times then move forward from the stored ones when the messages came in order.
+        ``row`` is the conversation's row when the caller has it. Returns True when an
+        inbound message reopened a done conversation.
         """
-        conv = c.execute("SELECT * FROM conversations WHERE id=?", (conv_id,)).fetchone()
-        # One pass over the thread's (indexed) times gives every derived time at once.
+        conv = row if row is not None else dict(
+            c.execute("SELECT * FROM conversations WHERE id=?", (conv_id,)).fetchone())
+        times = latest_in = None
+        if arrived is not None:
+            times = advance(ThreadTimes.of(conv), [
+                Arrival(arrived[m.remote_id][1], m.direction == Direction.IN, m.automated)
+                for m in new])
+            if times is not None:
+                last_in = next((m for m in reversed(new) if m.direction == Direction.IN), None)
+                if last_in is not None:
+                    latest_in = (sanitize_text(last_in.text), arrived[last_in.remote_id][0])
+        if times is None:
+            times, latest_in = self._thread_times_sql(c, conv_id)
+        inbound_new = any(m.direction == Direction.IN for m in new)
+        status = Status(conv["status"])
+        reopened = False
+        now_ms = to_ms(now)
+        if inbound_new and status == Status.DONE and times.waiting_since is not None:
+            status, reopened = Status.OPEN, True
+            self._event(c, conv_id, EventType.REOPENED, now_ms, "customer")
+        elif inbound_new and status == Status.SNOOZED:
+            # A customer who writes again always wakes a snoozed conversation.
+            status = Status.OPEN
+            self._event(c, conv_id, EventType.WOKEN, now_ms, "customer",
+                        {"reason": "customer wrote"})
+        elif inbound_new and status == Status.PENDING:
+            status = Status.OPEN
+        snoozed = status == Status.SNOOZED
+        conv.update(
+            status=str(status), bucket=BUCKET[status], message_count=times.message_count,
+            last_message_at=times.last_message_at, last_inbound_at=times.last_inbound_at,
+            waiting_since=times.waiting_since, first_response_at=times.first_response_at,
+            last_human_reply_at=times.last_human_reply_at,
+            last_auto_reply_at=times.last_auto_reply_at,
+            unread=1 if inbound_new else conv["unread"],
+            snoozed_until=conv["snoozed_until"] if snoozed else None,
+            snooze_until_reply=conv["snooze_until_reply"] if snoozed else 0,
+        )
+        if latest_in is not None:
+            conv["snippet"] = _snippet(latest_in[0])
+            if conv["author_id"] is None:
+                conv["author_id"] = latest_in[1]
+        if assess:
+            # The assessment writes these columns along with its own.
+            self._assess(c, conv_id, new, is_new=is_new, reopened=reopened, now=now,
+                         result=result, conv=conv)
+        else:
+            c.execute(_UPDATE_REFRESHED, [*(conv[k] for k in _REFRESHED), conv_id])
+        return reopened
+
+    @staticmethod
+    def _thread_times_sql(c: sqlite3.Connection,
+                          conv_id: int) -> tuple[ThreadTimes, tuple[str, int | None] | None]:
+        """The thread's times, and its latest customer message (text, author), from its rows."""
+        # One pass over the thread's (indexed) times gives most derived times at once.
         agg = c.execute(
             "SELECT count(*) AS n, max(created_at) AS last_at, "
             "max(CASE WHEN direction='out' AND automated=0 THEN created_at END) AS last_human, "
@@ -472,98 +585,70 @@ class Store:
         ).fetchone()
         latest_in = None
         if latest_in_id is not None:
-            latest_in = c.execute("SELECT text, author_id FROM messages WHERE id=?",
-                                  (latest_in_id,)).fetchone()
-        inbound_new = [m for m in new if m.direction == Direction.IN]
-        status = Status(conv["status"])
-        reopened = False
-        now_ms = to_ms(now)
-        if inbound_new and status == Status.DONE and waiting is not None:
-            status, reopened = Status.OPEN, True
-            self._event(c, conv_id, EventType.REOPENED, now_ms, "customer")
-        elif inbound_new and status == Status.SNOOZED:
-            # A customer who writes again always wakes a snoozed conversation.
-            status = Status.OPEN
-            self._event(c, conv_id, EventType.WOKEN, now_ms, "customer",
-                        {"reason": "customer wrote"})
-        elif inbound_new and status == Status.PENDING:
-            status = Status.OPEN
-        author_id = conv["author_id"]
-        if author_id is None and latest_in is not None:
-            author_id = latest_in["author_id"]
-        c.execute(
-            "UPDATE conversations SET status=?, bucket=?, message_count=?, last_message_at=?, "
-            "last_inbound_at=?, waiting_since=?, first_response_at=?, last_human_reply_at=?, "
-            "last_auto_reply_at=?, snippet=?, author_id=?, unread=CASE WHEN ? THEN 1 ELSE unread END, "
-            "snoozed_until=CASE WHEN ?='snoozed' THEN snoozed_until END, "
-            "snooze_until_reply=CASE WHEN ?='snoozed' THEN snooze_until_reply ELSE 0 END "
-            "WHERE id=?",
-            (str(status), BUCKET[status], agg["n"], agg["last_at"], agg["last_in"], waiting,
-             first_response, last_human, agg["last_auto"],
-             _snippet(latest_in["text"]) if latest_in else conv["snippet"], author_id,
-             bool(inbound_new), str(status), str(status), conv_id),
-        )
-        if assess:
-            self._assess(c, conv_id, new, is_new=is_new, reopened=reopened, now=now,
-                         result=result)
-        return reopened
+            row = c.execute("SELECT text, author_id FROM messages WHERE id=?",
+                            (latest_in_id,)).fetchone()
+            latest_in = (row["text"], row["author_id"])
+        return ThreadTimes(agg["n"], agg["last_at"], agg["last_in"], waiting, first_response,
+                           last_human, agg["last_auto"]), latest_in
 
     def _facts(self, c: sqlite3.Connection, conv_id: int, new: list[Message], *,
-               is_new: bool, reopened: bool) -> ThreadFacts:
-        conv = c.execute("SELECT * FROM conversations WHERE id=?", (conv_id,)).fetchone()
-        # Judgement reads text, direction, times and authors; the raw payload stays unparsed.
-        rows = c.execute(
-            "SELECT m.source, m.remote_id, m.platform, m.kind, m.direction, m.text, "
-            "m.created_at, m.in_reply_to, m.url, m.language, m.engagement, m.automated, "
-            "NULL AS raw, a.remote_id AS a_rid, a.handle AS a_handle, a.name AS a_name, "
-            "a.followers AS a_followers, a.url AS a_url, a.verified AS a_verified "
-            "FROM messages m LEFT JOIN authors a ON a.id = m.author_id "
-            "WHERE m.conversation_id=? ORDER BY m.created_at DESC, m.id DESC LIMIT ?",
-            (conv_id, FACTS_MESSAGES),
-        ).fetchall()
-        messages = [_message_from_row(r) for r in reversed(rows)]
-        author = self._author(c, conv["author_id"])
-        earlier = 0
-        if conv["author_id"] is not None:
-            earlier = c.execute(
-                "SELECT count(*) FROM conversations WHERE author_id=? AND id<?",
-                (conv["author_id"], conv_id),
-            ).fetchone()[0]
+               is_new: bool, reopened: bool, conv: dict[str, Any] | None = None,
+               lazy: bool = True) -> ThreadFacts:
+        """What the assessor sees. ``conv`` is the conversation row when the caller has
+        it; the thread itself is read only if the assessor looks at it (unless ``lazy`` is
+        off, for facts used after the transaction)."""
+        if conv is None:
+            conv = dict(c.execute("SELECT * FROM conversations WHERE id=?",
+                                  (conv_id,)).fetchone())
         # An automated reply still in the queue counts as given: a customer who writes
         # twice before it goes out must not get a second one.
-        pending_auto = c.execute(
-            "SELECT max(created_at) FROM replies WHERE conversation_id=? AND automated=1 "
-            "AND state IN ('queued','sending','unconfirmed')", (conv_id,)).fetchone()[0]
-        last_auto = max((t for t in (conv["last_auto_reply_at"], pending_auto) if t is not None),
-                        default=None)
+        row = c.execute(
+            "SELECT a.remote_id, a.handle, a.name, a.followers, a.url, a.verified, "
+            "(SELECT count(*) FROM conversations WHERE author_id=:a AND id<:c) AS earlier, "
+            "(SELECT max(created_at) FROM replies WHERE conversation_id=:c AND automated=1 "
+            " AND state IN ('queued','sending','unconfirmed')) AS pending_auto "
+            "FROM (SELECT 1) LEFT JOIN authors a ON a.id=:a",
+            {"a": conv["author_id"], "c": conv_id}).fetchone()
+        author = Author(id="") if row["remote_id"] is None else Author(
+            id=row["remote_id"], handle=row["handle"], name=row["name"],
+            followers=row["followers"], url=row["url"], verified=bool(row["verified"]))
+        last_auto = max((t for t in (conv["last_auto_reply_at"], row["pending_auto"])
+                         if t is not None), default=None)
+
+        def thread() -> list[Message]:
+            # Judgement reads text, direction, times and authors; the raw payload stays
+            # unparsed.
+            rows = c.execute(
+                "SELECT m.source, m.remote_id, m.platform, m.kind, m.direction, m.text, "
+                "m.created_at, m.in_reply_to, m.url, m.language, m.engagement, m.automated, "
+                "NULL AS raw, a.remote_id AS a_rid, a.handle AS a_handle, a.name AS a_name, "
+                "a.followers AS a_followers, a.url AS a_url, a.verified AS a_verified "
+                "FROM messages m LEFT JOIN authors a ON a.id = m.author_id "
+                "WHERE m.conversation_id=? ORDER BY m.created_at DESC, m.id DESC LIMIT ?",
+                (conv_id, FACTS_MESSAGES),
+            ).fetchall()
+            return [_message_from_row(r) for r in reversed(rows)]
+
         return ThreadFacts(
             conversation_id=conv_id, source=conv["source"], platform=conv["platform"],
             kind=Kind(conv["kind"]), status=Status(conv["status"]), author=author,
-            messages=messages, new_messages=list(new), tags=_tags_list(conv["tags"]),
+            messages=ThreadMessages(thread) if lazy else thread(), new_messages=list(new),
+            tags=_tags_list(conv["tags"]),
             assignee=conv["assignee"], waiting_since=from_ms(conv["waiting_since"]),
             first_response_at=from_ms(conv["first_response_at"]),
             last_human_reply_at=from_ms(conv["last_human_reply_at"]),
             last_auto_reply_at=from_ms(last_auto),
-            is_new=is_new, reopened=reopened, earlier_conversations=earlier,
+            is_new=is_new, reopened=reopened, earlier_conversations=row["earlier"],
             answered_before=conv["last_human_reply_at"] is not None,
         )
 
-    @staticmethod
-    def _author(c: sqlite3.Connection, author_id: int | None) -> Author:
-        if author_id is None:
-            return Author(id="")
-        row = c.execute("SELECT * FROM authors WHERE id=?", (author_id,)).fetchone()
-        if row is None:
-            return Author(id="")
-        return Author(id=row["remote_id"], handle=row["handle"], name=row["name"],
-                      followers=row["followers"], url=row["url"], verified=bool(row["verified"]))
-
     def _assess(self, c: sqlite3.Connection, conv_id: int, new: list[Message], *,
                 is_new: bool, reopened: bool, now: datetime,
-                result: IngestResult | None = None) -> Decision:
-        facts = self._facts(c, conv_id, new, is_new=is_new, reopened=reopened)
+                result: IngestResult | None = None,
+                conv: dict[str, Any] | None = None) -> Decision:
+        facts = self._facts(c, conv_id, new, is_new=is_new, reopened=reopened, conv=conv)
         decision = self.assessor.assess(facts, now)
-        self._apply_decision(c, conv_id, facts, decision, now, result)
+        self._apply_decision(c, conv_id, facts, decision, now, result, conv=conv)
         if result is not None:
             result.decisions[conv_id] = decision
             if decision.auto_reply is not None and c.execute(
@@ -573,8 +658,11 @@ class Store:
         return decision
 
     def _apply_decision(self, c: sqlite3.Connection, conv_id: int, facts: ThreadFacts,
-                        d: Decision, now: datetime, result: IngestResult | None = None) -> None:
-        conv = c.execute("SELECT * FROM conversations WHERE id=?", (conv_id,)).fetchone()
+                        d: Decision, now: datetime, result: IngestResult | None = None,
+                        conv: dict[str, Any] | None = None) -> None:
+        if conv is None:
+            conv = dict(c.execute("SELECT * FROM conversations WHERE id=?",
+                                  (conv_id,)).fetchone())
         now_ms = to_ms(now)
         status = Status(conv["status"])
         if d.status is not None and d.status != status and facts.new_messages:
@@ -610,15 +698,16 @@ class Store:
         snoozed_until = _ms(d.snooze_until) if status == Status.SNOOZED and d.snooze_until \
             else conv["snoozed_until"]
         warned = conv["warned"] if warn == conv["warn_at"] else 0
-        c.execute(
-            "UPDATE conversations SET status=?, bucket=?, tags=?, assignee=?, views=?, urgency=?, "
-            "score=?, reasons=?, due_at=?, warn_at=?, breached=?, warned=?, snoozed_until=?, "
-            "sort_due=?, sort_wait=? WHERE id=?",
-            (str(status), BUCKET[status], _tags_text(tags), assignee, " ".join(sorted(views)),
-             d.urgency.rank, d.score, json.dumps(d.reasons, ensure_ascii=False), due, warn,
-             breached, warned, snoozed_until, due if due is not None else NO_DUE,
-             waiting if waiting is not None else conv["last_message_at"], conv_id),
+        conv.update(
+            status=str(status), bucket=BUCKET[status], tags=_tags_text(tags), assignee=assignee,
+            views=" ".join(sorted(views)), urgency=d.urgency.rank, score=d.score,
+            reasons=json.dumps(d.reasons, ensure_ascii=False), due_at=due, warn_at=warn,
+            breached=breached, warned=warned, snoozed_until=snoozed_until,
+            sort_due=due if due is not None else NO_DUE,
+            sort_wait=waiting if waiting is not None else conv["last_message_at"],
         )
+        # One UPDATE for the refresh that came before (if any) and this decision.
+        c.execute(_UPDATE_ASSESSED, [*(conv[k] for k in _ASSESSED), conv_id])
         if d.auto_reply is not None and facts.new_messages:
             self._queue_reply(c, conv_id, d.auto_reply.body, d.auto_reply.private, agent="auto",
                               automated=True, saved_reply=d.auto_reply.saved_reply, now=now)
@@ -626,7 +715,7 @@ class Store:
     def thread_facts(self, conv_ids: Iterable[int]) -> list[ThreadFacts]:
         """What the assessor sees for stored conversations (for `replydeck rules test`)."""
         with self._lock:
-            return [self._facts(self.conn, i, [], is_new=False, reopened=False)
+            return [self._facts(self.conn, i, [], is_new=False, reopened=False, lazy=False)
                     for i in conv_ids]
 
     def conversation_ids(self, *, active_since: datetime | None = None) -> list[int]:
@@ -1148,18 +1237,14 @@ class Store:
         """Full-text match through FTS5 (trigram: any 3+ character substring, any script)."""
         terms = [t for t in text.split() if t]
         if terms and all(len(t) >= 3 for t in terms):
-            # Each term quoted: user text is never FTS5 query syntax.
-            query = " AND ".join('"' + t.replace('"', '""') + '"' for t in terms)
-            return ("c.id IN (SELECT m.conversation_id FROM messages m INDEXED BY msg_id_conv "
-                    "WHERE m.id IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?))",
-                    [query])
+            matches, args = search_index.match_sql(terms)
+            return f"c.id IN ({matches})", args
         # Trigram cannot index 1-2 character terms (e.g. a two-kanji word): check each
         # conversation's messages while walking the list in order, so a window stops as
         # soon as it has its rows.
         like = " AND ".join("m.text LIKE ? ESCAPE '\\'" for _ in terms) or "1=1"
         return (f"EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id AND {like})",
-                ["%" + t.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-                 for t in terms])
+                [search_index.like_pattern(t) for t in terms])
 
     def count(self, f: InboxFilter = InboxFilter()) -> int:
         where, args = self._where(f)
