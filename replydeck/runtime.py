@@ -181,6 +181,7 @@ def build_services(config: Config, store: Store, hooks: ServiceHooks | None = No
                    owner: str | None = None) -> Services:
     hooks = hooks or ServiceHooks()
     owner = owner or process_owner()
+    store.checkpoint_in_background()
     polled = polled_sources(config)
     sources = {ps.name: ps.source for ps in polled}
     # A previous run on this machine that was killed (kill -9, SSH drop) may still hold

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol, overload
+from typing import Any, Protocol, overload
 
 from replydeck.inbox.model import Author, Kind, Message, Status, Urgency
 
@@ -82,6 +82,48 @@ class ThreadFacts:
     earlier_conversations: int = 0
     #: Whether the conversation has had a human reply before (next response vs first).
     answered_before: bool = False
+
+
+_UNREAD: Any = object()
+
+
+def _read_on_use(name: str) -> property:
+    slot = "_" + name
+
+    def get(self: LazyThreadFacts) -> Any:
+        if self.__dict__.get(slot, _UNREAD) is _UNREAD:
+            self._read()
+        return self.__dict__[slot]
+
+    def put(self: LazyThreadFacts, value: Any) -> None:
+        self.__dict__[slot] = value
+
+    return property(get, put)
+
+
+class LazyThreadFacts(ThreadFacts):
+    """Facts whose costly parts are read from the store the first time they are used.
+
+    ``read`` returns (author, earlier_conversations, last_auto_reply_at); ``messages`` may
+    be a :class:`ThreadMessages`. Without ``read`` (as ``dataclasses.replace`` builds a
+    copy) every field is an ordinary value.
+    """
+
+    author = _read_on_use("author")
+    earlier_conversations = _read_on_use("earlier_conversations")
+    last_auto_reply_at = _read_on_use("last_auto_reply_at")
+
+    def __init__(self, read: Callable[[], tuple[Author, int, datetime | None]] | None = None,
+                 **fields: Any) -> None:
+        self._reader = read
+        if read is not None:
+            fields.update(author=_UNREAD, earlier_conversations=_UNREAD,
+                          last_auto_reply_at=_UNREAD)
+        super().__init__(**fields)
+
+    def _read(self) -> None:
+        assert self._reader is not None
+        self.author, self.earlier_conversations, self.last_auto_reply_at = self._reader()
 
 
 @dataclass

@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +25,12 @@ from replydeck.inbox import search_index
 from replydeck.inbox.assess import (
     Assessor,
     Decision,
+    LazyThreadFacts,
     PlainAssessor,
     ThreadFacts,
     ThreadMessages,
 )
+from replydeck.inbox.checkpointer import SAFETY_PAGES, Checkpointer
 from replydeck.inbox.model import (
     Author,
     Conversation,
@@ -126,13 +127,7 @@ def _tags_list(text: str) -> list[str]:
 # What ``json.dumps(x, default=str)`` gives, without its per-call set-up (ingest runs it
 # for every message). Payloads are trees parsed from JSON, so no cycle check.
 _JSON = json.JSONEncoder(default=str, check_circular=False)
-
-
-def _remote_id_data(remote_id: str) -> str:
-    """``json.dumps({"remote_id": remote_id})``, for an event per ingested message."""
-    if not isinstance(remote_id, str):
-        return json.dumps({"remote_id": remote_id})
-    return '{"remote_id": ' + encode_basestring_ascii(remote_id) + "}"
+_JSON_TEXT = json.JSONEncoder(ensure_ascii=False)
 
 
 #: The columns ``_refresh`` writes, in its UPDATE's order.
@@ -175,8 +170,29 @@ class Store:
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA temp_store=MEMORY")
         migrate(self.conn)
+        self._checkpointer: Checkpointer | None = None
+
+    def checkpoint_in_background(self) -> None:
+        """For the store that ingests (the poller's): its commits stop paying for WAL
+        checkpoints, which a thread runs beside them (see ``inbox/checkpointer.py``)."""
+        if self._checkpointer is not None or str(self.path) == ":memory:":
+            return
+        with self._lock:
+            self.conn.execute(f"PRAGMA wal_autocheckpoint={SAFETY_PAGES}")
+        self._checkpointer = Checkpointer(self.path)
+        self._checkpointer.start()
+
+    def checkpoint(self) -> None:
+        """Copy the write-ahead log into the database file now (PASSIVE: waits for nobody)."""
+        if self._checkpointer is not None:
+            self._checkpointer.catch_up()
+        else:
+            with self._lock:
+                self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         with self._lock:
             self.conn.close()
 
@@ -349,7 +365,6 @@ class Store:
             created_rows: dict[int, dict[str, Any]] = {}
             arrived: dict[str, tuple[int, int]] = {}
             rows = []
-            events = []
             for msg in fresh:
                 author_id = authors[(msg.platform, msg.author.id)]
                 at = to_ms(msg.created_at)
@@ -357,18 +372,21 @@ class Store:
                 conv_id = self._conversation_for(c, source, msg, author_id, threads,
                                                  created_rows)
                 rows.append(self._message_row(source, msg, conv_id, author_id, at=at))
-                if msg.direction == Direction.IN:
-                    events.append((conv_id, EventType.RECEIVED.value, at, None,
-                                   _remote_id_data(msg.remote_id)))
-                elif not msg.automated:
-                    # Sent from outside replydeck (the platform's own app): a human reply.
-                    events.append((conv_id, EventType.REPLIED.value, at, "external",
-                                   _remote_id_data(msg.remote_id)))
                 touched.setdefault(conv_id, []).append(msg)
             created.update(created_rows)
+            # Rows inserted inside this write transaction get ids above the current maximum.
+            floor = c.execute("SELECT coalesce(max(id), 0) FROM messages").fetchone()[0]
             self._insert_messages(c, rows)
-            c.executemany("INSERT INTO events(conversation_id, type, at, actor, data) "
-                          "VALUES(?,?,?,?,?)", events)
+            # An event per message: received, or a human reply sent from outside replydeck
+            # (the platform's own app).
+            c.execute(
+                "INSERT INTO events(conversation_id, type, at, actor, data) "
+                "SELECT conversation_id, CASE direction WHEN 'in' THEN :received ELSE :replied END, "
+                "created_at, CASE direction WHEN 'in' THEN NULL ELSE 'external' END, "
+                "json_object('remote_id', remote_id) FROM messages "
+                "WHERE id > :floor AND (direction = 'in' OR automated = 0) ORDER BY id",
+                {"floor": floor, "received": EventType.RECEIVED.value,
+                 "replied": EventType.REPLIED.value})
             result.new_messages = len(fresh)
             for conv_id, new in touched.items():
                 reopened = self._refresh(c, conv_id, new, is_new=conv_id in created, now=now,
@@ -595,25 +613,29 @@ class Store:
                is_new: bool, reopened: bool, conv: dict[str, Any] | None = None,
                lazy: bool = True) -> ThreadFacts:
         """What the assessor sees. ``conv`` is the conversation row when the caller has
-        it; the thread itself is read only if the assessor looks at it (unless ``lazy`` is
-        off, for facts used after the transaction)."""
+        it. The author, the history and the thread are read only if the assessor looks at
+        them (unless ``lazy`` is off, for facts used after the transaction)."""
         if conv is None:
             conv = dict(c.execute("SELECT * FROM conversations WHERE id=?",
                                   (conv_id,)).fetchone())
-        # An automated reply still in the queue counts as given: a customer who writes
-        # twice before it goes out must not get a second one.
-        row = c.execute(
-            "SELECT a.remote_id, a.handle, a.name, a.followers, a.url, a.verified, "
-            "(SELECT count(*) FROM conversations WHERE author_id=:a AND id<:c) AS earlier, "
-            "(SELECT max(created_at) FROM replies WHERE conversation_id=:c AND automated=1 "
-            " AND state IN ('queued','sending','unconfirmed')) AS pending_auto "
-            "FROM (SELECT 1) LEFT JOIN authors a ON a.id=:a",
-            {"a": conv["author_id"], "c": conv_id}).fetchone()
-        author = Author(id="") if row["remote_id"] is None else Author(
-            id=row["remote_id"], handle=row["handle"], name=row["name"],
-            followers=row["followers"], url=row["url"], verified=bool(row["verified"]))
-        last_auto = max((t for t in (conv["last_auto_reply_at"], row["pending_auto"])
-                         if t is not None), default=None)
+        author_id, last_auto_at = conv["author_id"], conv["last_auto_reply_at"]
+
+        def people() -> tuple[Author, int, datetime | None]:
+            # An automated reply still in the queue counts as given: a customer who writes
+            # twice before it goes out must not get a second one.
+            row = c.execute(
+                "SELECT a.remote_id, a.handle, a.name, a.followers, a.url, a.verified, "
+                "(SELECT count(*) FROM conversations WHERE author_id=:a AND id<:c) AS earlier, "
+                "(SELECT max(created_at) FROM replies WHERE conversation_id=:c AND "
+                " automated=1 AND state IN ('queued','sending','unconfirmed')) AS pending_auto "
+                "FROM (SELECT 1) LEFT JOIN authors a ON a.id=:a",
+                {"a": author_id, "c": conv_id}).fetchone()
+            author = Author(id="") if row["remote_id"] is None else Author(
+                id=row["remote_id"], handle=row["handle"], name=row["name"],
+                followers=row["followers"], url=row["url"], verified=bool(row["verified"]))
+            last_auto = max((t for t in (last_auto_at, row["pending_auto"]) if t is not None),
+                            default=None)
+            return author, int(row["earlier"]), from_ms(last_auto)
 
         def thread() -> list[Message]:
             # Judgement reads text, direction, times and authors; the raw payload stays
@@ -629,18 +651,21 @@ class Store:
             ).fetchall()
             return [_message_from_row(r) for r in reversed(rows)]
 
-        return ThreadFacts(
+        known = dict(
             conversation_id=conv_id, source=conv["source"], platform=conv["platform"],
-            kind=Kind(conv["kind"]), status=Status(conv["status"]), author=author,
-            messages=ThreadMessages(thread) if lazy else thread(), new_messages=list(new),
-            tags=_tags_list(conv["tags"]),
-            assignee=conv["assignee"], waiting_since=from_ms(conv["waiting_since"]),
+            kind=Kind(conv["kind"]), status=Status(conv["status"]), new_messages=list(new),
+            tags=_tags_list(conv["tags"]), assignee=conv["assignee"],
+            waiting_since=from_ms(conv["waiting_since"]),
             first_response_at=from_ms(conv["first_response_at"]),
             last_human_reply_at=from_ms(conv["last_human_reply_at"]),
-            last_auto_reply_at=from_ms(last_auto),
-            is_new=is_new, reopened=reopened, earlier_conversations=row["earlier"],
+            is_new=is_new, reopened=reopened,
             answered_before=conv["last_human_reply_at"] is not None,
         )
+        if lazy:
+            return LazyThreadFacts(people, messages=ThreadMessages(thread), **known)
+        author, earlier, last_auto = people()
+        return ThreadFacts(author=author, earlier_conversations=earlier,
+                           last_auto_reply_at=last_auto, messages=thread(), **known)
 
     def _assess(self, c: sqlite3.Connection, conv_id: int, new: list[Message], *,
                 is_new: bool, reopened: bool, now: datetime,
@@ -701,7 +726,7 @@ class Store:
         conv.update(
             status=str(status), bucket=BUCKET[status], tags=_tags_text(tags), assignee=assignee,
             views=" ".join(sorted(views)), urgency=d.urgency.rank, score=d.score,
-            reasons=json.dumps(d.reasons, ensure_ascii=False), due_at=due, warn_at=warn,
+            reasons=_JSON_TEXT.encode(d.reasons) if d.reasons else "[]", due_at=due, warn_at=warn,
             breached=breached, warned=warned, snoozed_until=snoozed_until,
             sort_due=due if due is not None else NO_DUE,
             sort_wait=waiting if waiting is not None else conv["last_message_at"],

@@ -12,12 +12,11 @@ and ingest need not read the thread back. :func:`advance` computes exactly that,
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True)
-class ThreadTimes:
+# Named tuples, not dataclasses: ingest makes one per message, and these build ~5x faster.
+class ThreadTimes(NamedTuple):
     """Times are epoch milliseconds, as stored."""
 
     message_count: int = 0
@@ -38,8 +37,7 @@ class ThreadTimes:
                    row["last_auto_reply_at"])
 
 
-@dataclass(frozen=True)
-class Arrival:
+class Arrival(NamedTuple):
     """What the times depend on in one new message."""
 
     at: int

@@ -9,6 +9,8 @@ against the definition it replaces.
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 from unittest.mock import patch
@@ -231,3 +233,55 @@ def test_an_out_of_order_message_takes_the_thread_rows_path(tmp_path, direction)
     row = store.conn.execute("SELECT * FROM conversations").fetchone()
     assert ThreadTimes.of(row) == _times_from_rows(store, row["id"])[0]
     assert row["waiting_since"] is None and row["message_count"] == 3
+
+
+# -- facts: what an assessor reads is what the store holds ------------------------------
+class Recording(PlainAssessor):
+    def __init__(self) -> None:
+        self.facts: list[tuple[str, int, object, int]] = []
+
+    def assess(self, facts: ThreadFacts, now) -> Decision:
+        self.facts.append((facts.author.handle, facts.earlier_conversations,
+                           facts.last_auto_reply_at, len(facts.messages)))
+        return super().assess(facts, now)
+
+
+def test_an_assessor_reads_the_author_history_and_auto_replies_on_demand(tmp_path):
+    seen = Recording()
+    store = Store(tmp_path / "s.db", assessor=seen)
+    store.ingest("src", [msg("a1", thread="first", author="maria")], "c1", now=T0)
+    store.ingest("src", [msg("a2", minutes=5, thread="second", author="maria")], "c2", now=T0)
+    auto = msg("a3", "auto answer", minutes=6, thread="second", direction="out")
+    auto.automated = True
+    store.ingest("src", [auto], "c3", now=T0)
+    assert seen.facts[0] == ("maria", 0, None, 1)
+    assert seen.facts[1] == ("maria", 1, None, 1)      # her earlier conversation counts
+    assert seen.facts[2] == ("maria", 1, T0 + timedelta(minutes=6), 2)
+
+
+# -- checkpoints beside ingest ---------------------------------------------------------
+def test_background_checkpoints_keep_the_log_short_and_lose_nothing(tmp_path):
+    path = tmp_path / "s.db"
+    store = Store(path)
+    store.checkpoint_in_background()
+    empty = path.stat().st_size
+    for k in range(30):
+        batch = [msg(f"m{k}-{i}", "x" * 400, minutes=k, thread=f"t{k}-{i % 50}")
+                 for i in range(300)]
+        store.ingest("src", batch, f"c{k}", now=T0)
+    # The writer no longer checkpoints below its safety limit, so only the thread can have
+    # copied pages into the database file.
+    deadline = time.monotonic() + 5
+    while path.stat().st_size < empty + 2_000_000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert path.stat().st_size >= empty + 2_000_000
+    store.checkpoint()
+    busy, log_frames, copied = store.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert busy == 0 and log_frames == copied       # everything is in the database file
+    # Far below the writer's own limit: the thread did the copying.
+    assert Path(f"{path}-wal").stat().st_size < 4096 * 16_000 / 4
+    store.close()
+    assert not any(t.name == "sqlite-checkpoint" for t in threading.enumerate())
+    store = Store(path)
+    assert store.conn.execute("SELECT count(*) FROM messages").fetchone()[0] == 9000
+    store.close()
