@@ -171,6 +171,7 @@ class Store:
         self.conn.execute("PRAGMA temp_store=MEMORY")
         migrate(self.conn)
         self._checkpointer: Checkpointer | None = None
+        self._conv_defaults: dict[str, Any] | None = None
 
     def checkpoint_in_background(self) -> None:
         """For the store that ingests (the poller's): its commits stop paying for WAL
@@ -361,8 +362,10 @@ class Store:
                 fresh.append(msg)
             authors = self._upsert_authors(c, fresh)
             threads: dict[str, int] = {}
-            # Rows of the conversations this batch creates, as inserted.
+            # The conversations this batch creates: ids taken now (this transaction is the
+            # only writer), rows written once, when they have been assessed.
             created_rows: dict[int, dict[str, Any]] = {}
+            last_id = c.execute("SELECT coalesce(max(id), 0) FROM conversations").fetchone()[0]
             arrived: dict[str, tuple[int, int]] = {}
             rows = []
             for msg in fresh:
@@ -370,7 +373,7 @@ class Store:
                 at = to_ms(msg.created_at)
                 arrived[msg.remote_id] = (author_id, at)
                 conv_id = self._conversation_for(c, source, msg, author_id, threads,
-                                                 created_rows)
+                                                 created_rows, last_id)
                 rows.append(self._message_row(source, msg, conv_id, author_id, at=at))
                 touched.setdefault(conv_id, []).append(msg)
             created.update(created_rows)
@@ -442,11 +445,20 @@ class Store:
         ).fetchone()
         return int(row[0])
 
+    def _conversation_defaults(self, c: sqlite3.Connection) -> dict[str, Any]:
+        """A ``conversations`` row as the schema's defaults make it (asked once)."""
+        if self._conv_defaults is None:
+            columns = c.execute("PRAGMA table_info(conversations)").fetchall()
+            values = c.execute("SELECT " + ", ".join(
+                col["dflt_value"] or "NULL" for col in columns)).fetchone()
+            self._conv_defaults = {col["name"]: v for col, v in zip(columns, values, strict=True)}
+        return dict(self._conv_defaults)
+
     def _conversation_for(self, c: sqlite3.Connection, source: str, msg: Message,
                           author_id: int, threads: dict[str, int],
-                          created: dict[int, dict[str, Any]]) -> int:
-        """The conversation a message belongs to, created if new (its row then goes into
-        ``created``).
+                          created: dict[int, dict[str, Any]], last_id: int) -> int:
+        """The conversation a message belongs to. A new one gets the next id after
+        ``last_id`` and its row goes into ``created``, unwritten.
 
         ``threads`` caches thread key -> id (and ``msg:<remote id>`` for messages of this
         batch), so a batch asks the database once per thread, and a reply joins a parent
@@ -477,15 +489,13 @@ class Store:
             threads[thread_key] = threads[f"msg:{msg.remote_id}"] = int(row[0])
             return int(row[0])
         at = to_ms(msg.created_at)
-        customer = author_id if msg.direction == Direction.IN else None
-        row = dict(c.execute(
-            "INSERT INTO conversations(source, thread_key, platform, kind, author_id, url, "
-            "created_at, last_message_at, sort_due, sort_wait) VALUES(?,?,?,?,?,?,?,?,?,?) "
-            "RETURNING *",
-            (source, thread_key, msg.platform, msg.kind.value, customer, msg.url, at, at,
-             NO_DUE, at),
-        ).fetchone())
-        conv_id = int(row["id"])
+        conv_id = last_id + len(created) + 1
+        row = self._conversation_defaults(c)
+        row.update(id=conv_id, source=source, thread_key=thread_key, platform=msg.platform,
+                   kind=msg.kind.value,
+                   author_id=author_id if msg.direction == Direction.IN else None,
+                   url=msg.url, created_at=at, last_message_at=at, sort_due=NO_DUE,
+                   sort_wait=at, new=True)
         created[conv_id] = row
         threads[thread_key] = threads[f"msg:{msg.remote_id}"] = conv_id
         return conv_id
@@ -574,8 +584,21 @@ class Store:
             self._assess(c, conv_id, new, is_new=is_new, reopened=reopened, now=now,
                          result=result, conv=conv)
         else:
-            c.execute(_UPDATE_REFRESHED, [*(conv[k] for k in _REFRESHED), conv_id])
+            self._write_conversation(c, conv, _REFRESHED)
         return reopened
+
+    @staticmethod
+    def _write_conversation(c: sqlite3.Connection, conv: dict[str, Any],
+                            columns: tuple[str, ...]) -> None:
+        """Write ``columns`` of a conversation, or the whole row of one this ingest made."""
+        if conv.pop("new", False):
+            names = list(conv)
+            c.execute(f"INSERT INTO conversations({', '.join(names)}) "
+                      f"VALUES({', '.join('?' * len(names))})", [conv[k] for k in names])
+        elif columns is _REFRESHED:
+            c.execute(_UPDATE_REFRESHED, [*(conv[k] for k in _REFRESHED), conv["id"]])
+        else:
+            c.execute(_UPDATE_ASSESSED, [*(conv[k] for k in _ASSESSED), conv["id"]])
 
     @staticmethod
     def _thread_times_sql(c: sqlite3.Connection,
@@ -731,8 +754,8 @@ class Store:
             sort_due=due if due is not None else NO_DUE,
             sort_wait=waiting if waiting is not None else conv["last_message_at"],
         )
-        # One UPDATE for the refresh that came before (if any) and this decision.
-        c.execute(_UPDATE_ASSESSED, [*(conv[k] for k in _ASSESSED), conv_id])
+        # One write for the refresh that came before (if any) and this decision.
+        self._write_conversation(c, conv, _ASSESSED)
         if d.auto_reply is not None and facts.new_messages:
             self._queue_reply(c, conv_id, d.auto_reply.body, d.auto_reply.private, agent="auto",
                               automated=True, saved_reply=d.auto_reply.saved_reply, now=now)
