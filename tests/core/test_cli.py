@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from replydeck.inbox.sanitize import is_inert
+from replydeck.inbox.store import Store
 from tests.core.conftest import hostile_texts, jsonl_line, run_cli, write_config
 
 # Anything a terminal would act on: ESC, C0 (but \n \t), DEL, C1, bidi controls.
@@ -72,6 +73,10 @@ def test_list_filters_by_platform_and_search(shop):
     assert [c["author"]["handle"] for c in out] == ["sam"]
     out = json.loads(run_cli(shop, "list", "--json", "--search", "ログイン").stdout)
     assert [c["author"]["handle"] for c in out] == ["yuki"]
+    # `poll --once` indexed what it stored before it exited.
+    store = Store(shop.parent / "data" / "replydeck.db")
+    assert store.unindexed() == 0 and store.count() == 3
+    store.close()
 
 
 def test_list_table_is_readable_text(shop):

@@ -125,6 +125,7 @@ async def test_messenger_event_is_stored_once_and_polling_adds_nothing(env: Env)
     assert (stored.remote_id, stored.text, stored.direction) == \
         (msg.id, "where is my parcel?", Direction.IN)
     assert stored.author.name == "Jane"  # from the conversation's participants
+    assert env.store.unindexed() == 0  # searchable through the index, no poller needed
     # A replay of the same signed body, and Meta's redelivery, add nothing.
     for _ in range(2):
         again = await post(env.url + "/webhooks/meta", body,
