@@ -350,7 +350,6 @@ class Store:
         result = IngestResult()
         with self.transaction() as c:
             touched: dict[int, list[Message]] = {}
-            created: set[int] = set()
             seen: set[str] = set()
             existing = self._existing_remote_ids(c, source, [m.remote_id for m in messages])
             fresh = []
@@ -376,7 +375,6 @@ class Store:
                                                  created_rows, last_id)
                 rows.append(self._message_row(source, msg, conv_id, author_id, at=at))
                 touched.setdefault(conv_id, []).append(msg)
-            created.update(created_rows)
             # Rows inserted inside this write transaction get ids above the current maximum.
             floor = c.execute("SELECT coalesce(max(id), 0) FROM messages").fetchone()[0]
             self._insert_messages(c, rows)
@@ -392,7 +390,7 @@ class Store:
                  "replied": EventType.REPLIED.value})
             result.new_messages = len(fresh)
             for conv_id, new in touched.items():
-                reopened = self._refresh(c, conv_id, new, is_new=conv_id in created, now=now,
+                reopened = self._refresh(c, conv_id, new, is_new=conv_id in created_rows, now=now,
                                          result=result, arrived=arrived,
                                          row=created_rows.get(conv_id))
                 if reopened:
@@ -404,7 +402,7 @@ class Store:
                     (source, cursor),
                 )
             result.conversations = list(touched)
-            result.new_conversations = sorted(created)
+            result.new_conversations = sorted(created_rows)
         return result
 
     @staticmethod
