@@ -9,7 +9,8 @@ messages. The assessor does no I/O; it is given ``now`` so it is deterministic i
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
+from dataclasses import fields as dataclass_fields
 from datetime import datetime, timedelta
 from typing import Any, Protocol, overload
 
@@ -116,14 +117,29 @@ class LazyThreadFacts(ThreadFacts):
     def __init__(self, read: Callable[[], tuple[Author, int, datetime | None]] | None = None,
                  **fields: Any) -> None:
         self._reader = read
-        if read is not None:
-            fields.update(author=_UNREAD, earlier_conversations=_UNREAD,
-                          last_auto_reply_at=_UNREAD)
-        super().__init__(**fields)
+        if read is None:
+            super().__init__(**fields)
+            return
+        # Ingest makes one of these per conversation it touches: the fields go straight
+        # into the instance instead of through the dataclass __init__ and three setters.
+        # The three read on use are left unset (their getters find nothing and read).
+        if fields.keys() != _EAGER:  # the store passes every field; others may not
+            wrong = (_REQUIRED - fields.keys()) | (fields.keys() - _EAGER)
+            if wrong:
+                raise TypeError(f"LazyThreadFacts: missing or unknown {', '.join(sorted(wrong))}")
+        self.__dict__.update(_DEFAULTS)
+        self.__dict__.update(fields)
 
     def _read(self) -> None:
         assert self._reader is not None
         self.author, self.earlier_conversations, self.last_auto_reply_at = self._reader()
+
+
+_LAZY = {"author", "earlier_conversations", "last_auto_reply_at"}
+_EAGER = {f.name for f in dataclass_fields(ThreadFacts)} - _LAZY
+_REQUIRED = {f.name for f in dataclass_fields(ThreadFacts) if f.default is MISSING} - _LAZY
+_DEFAULTS = {f.name: f.default for f in dataclass_fields(ThreadFacts)
+             if f.default is not MISSING and f.name not in _LAZY}
 
 
 @dataclass

@@ -55,7 +55,10 @@ def sanitize_text(text: str) -> str:
     """The text with nothing left that a terminal would act on."""
     if not text:
         return ""
-    if _ANY_UNSAFE.search(text) is None:
+    # Every character removed or replaced here is in a Unicode category that
+    # ``isprintable`` rejects (Cc, Cf, Cs, Zl, Zp), so one fast C scan clears most
+    # one-line text. Text with a newline or tab takes the regex scan.
+    if text.isprintable() or _ANY_UNSAFE.search(text) is None:
         return text
     return _strip(text)
 

@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from replydeck.inbox import search_index
+from replydeck.inbox import conversation_rows, search_index
 from replydeck.inbox.assess import (
     Assessor,
     Decision,
@@ -30,6 +30,7 @@ from replydeck.inbox.assess import (
     ThreadFacts,
     ThreadMessages,
 )
+from replydeck.inbox.author_rows import store_authors
 from replydeck.inbox.checkpointer import SAFETY_PAGES, Checkpointer
 from replydeck.inbox.model import (
     Author,
@@ -47,6 +48,7 @@ from replydeck.inbox.model import (
     to_ms,
     utcnow,
 )
+from replydeck.inbox.payload_json import encode_payload
 from replydeck.inbox.sanitize import sanitize_line, sanitize_text
 from replydeck.inbox.schema import NO_DUE, migrate
 from replydeck.inbox.thread_times import Arrival, ThreadTimes, advance
@@ -124,24 +126,30 @@ def _tags_list(text: str) -> list[str]:
     return text.split()
 
 
-# What ``json.dumps(x, default=str)`` gives, without its per-call set-up (ingest runs it
-# for every message). Payloads are trees parsed from JSON, so no cycle check.
-_JSON = json.JSONEncoder(default=str, check_circular=False)
 _JSON_TEXT = json.JSONEncoder(ensure_ascii=False)
 
 
-#: The columns ``_refresh`` writes, in its UPDATE's order.
-_REFRESHED = ("status", "bucket", "message_count", "last_message_at", "last_inbound_at",
-              "waiting_since", "first_response_at", "last_human_reply_at",
-              "last_auto_reply_at", "snippet", "author_id", "unread", "snoozed_until",
-              "snooze_until_reply")
-#: The columns an assessment writes (with the refreshed ones, which it may follow).
-_ASSESSED = (*_REFRESHED, "tags", "assignee", "views", "urgency", "score", "reasons", "due_at",
-             "warn_at", "breached", "warned", "sort_due", "sort_wait")
-_UPDATE_REFRESHED = ("UPDATE conversations SET " + ", ".join(f"{k}=?" for k in _REFRESHED)
-                     + " WHERE id=?")
-_UPDATE_ASSESSED = ("UPDATE conversations SET " + ", ".join(f"{k}=?" for k in _ASSESSED)
-                    + " WHERE id=?")
+#: Where ``_message_row`` puts the sanitised text.
+_TEXT_COLUMN = 7
+
+
+class _Arrived:
+    """What one ingest brings to one conversation: its new messages in time order, their
+    times, and the latest customer message's stored text and author."""
+
+    __slots__ = ("arrivals", "latest_in", "messages")
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+        self.arrivals: list[Arrival] = []
+        self.latest_in: tuple[str, int | None] | None = None
+
+    def add(self, msg: Message, at: int, *, text: str, author_id: int) -> None:
+        inbound = msg.direction is Direction.IN
+        self.messages.append(msg)
+        self.arrivals.append(Arrival(at, inbound, msg.automated))
+        if inbound:
+            self.latest_in = (text, author_id)
 
 
 def _snippet(text: str) -> str:
@@ -349,7 +357,6 @@ class Store:
         now = now or utcnow()
         result = IngestResult()
         with self.transaction() as c:
-            touched: dict[int, list[Message]] = {}
             seen: set[str] = set()
             existing = self._existing_remote_ids(c, source, [m.remote_id for m in messages])
             fresh = []
@@ -359,27 +366,28 @@ class Store:
                     continue
                 seen.add(msg.remote_id)
                 fresh.append(msg)
-            authors = self._upsert_authors(c, fresh)
-            threads: dict[str, int] = {}
-            # The conversations this batch creates: ids taken now (this transaction is the
-            # only writer), rows written once, when they have been assessed.
-            created_rows: dict[int, dict[str, Any]] = {}
-            last_id = c.execute("SELECT coalesce(max(id), 0) FROM conversations").fetchone()[0]
-            arrived: dict[str, tuple[int, int]] = {}
+            # Later messages know more about their author.
+            authors = store_authors(c, {(m.platform, m.author.id): m.author for m in fresh})
+            batch = conversation_rows.BatchConversations(c, source, fresh,
+                                                         self._row_defaults(c))
+            arrived: dict[int, _Arrived] = {}
             rows = []
             for msg in fresh:
                 author_id = authors[(msg.platform, msg.author.id)]
                 at = to_ms(msg.created_at)
-                arrived[msg.remote_id] = (author_id, at)
-                conv_id = self._conversation_for(c, source, msg, author_id, threads,
-                                                 created_rows, last_id)
-                rows.append(self._message_row(source, msg, conv_id, author_id, at=at))
-                touched.setdefault(conv_id, []).append(msg)
+                conv_id = batch.of(msg, author_id)
+                row = self._message_row(source, msg, conv_id, author_id, at=at)
+                rows.append(row)
+                into = arrived.get(conv_id)
+                if into is None:
+                    into = arrived[conv_id] = _Arrived()
+                into.add(msg, at, text=row[_TEXT_COLUMN], author_id=author_id)
             # Rows inserted inside this write transaction get ids above the current maximum.
             floor = c.execute("SELECT coalesce(max(id), 0) FROM messages").fetchone()[0]
             self._insert_messages(c, rows)
             # An event per message: received, or a human reply sent from outside replydeck
-            # (the platform's own app).
+            # (the platform's own app). Built by SQLite from the rows just written: that
+            # proved cheaper than a second executemany of rows built in Python.
             c.execute(
                 "INSERT INTO events(conversation_id, type, at, actor, data) "
                 "SELECT conversation_id, CASE direction WHEN 'in' THEN :received ELSE :replied END, "
@@ -389,10 +397,11 @@ class Store:
                 {"floor": floor, "received": EventType.RECEIVED.value,
                  "replied": EventType.REPLIED.value})
             result.new_messages = len(fresh)
-            for conv_id, new in touched.items():
-                reopened = self._refresh(c, conv_id, new, is_new=conv_id in created_rows, now=now,
-                                         result=result, arrived=arrived,
-                                         row=created_rows.get(conv_id))
+            created = set(batch.created)
+            for conv_id, into in arrived.items():
+                reopened = self._refresh(c, conv_id, into.messages, is_new=conv_id in created,
+                                         now=now, result=result, arrived=into,
+                                         row=batch.rows[conv_id])
                 if reopened:
                     result.reopened.append(conv_id)
             if save_cursor:
@@ -401,8 +410,8 @@ class Store:
                     "ON CONFLICT(name) DO UPDATE SET cursor=excluded.cursor",
                     (source, cursor),
                 )
-            result.conversations = list(touched)
-            result.new_conversations = sorted(created_rows)
+            result.conversations = list(arrived)
+            result.new_conversations = batch.created
         return result
 
     @staticmethod
@@ -416,99 +425,21 @@ class Store:
                 (source, *chunk)))
         return found
 
-    @staticmethod
-    def _upsert_authors(c: sqlite3.Connection,
-                        messages: Sequence[Message]) -> dict[tuple[str, str], int]:
-        """Upsert each distinct author of a batch once; map (platform, id) -> row id."""
-        latest: dict[tuple[str, str], Author] = {}
-        for m in messages:
-            latest[(m.platform, m.author.id)] = m.author  # later messages know more
-        out: dict[tuple[str, str], int] = {}
-        for (platform, _), author in latest.items():
-            out[(platform, author.id)] = Store._upsert_author(c, platform, author)
-        return out
-
-    @staticmethod
-    def _upsert_author(c: sqlite3.Connection, platform: str, author: Author) -> int:
-        row = c.execute(
-            "INSERT INTO authors(platform, remote_id, handle, name, followers, url, verified) "
-            "VALUES(?,?,?,?,?,?,?) ON CONFLICT(platform, remote_id) DO UPDATE SET "
-            "handle=CASE WHEN excluded.handle != '' THEN excluded.handle ELSE handle END, "
-            "name=CASE WHEN excluded.name != '' THEN excluded.name ELSE name END, "
-            "followers=COALESCE(excluded.followers, followers), "
-            "url=COALESCE(excluded.url, url), verified=MAX(verified, excluded.verified) "
-            "RETURNING id",
-            (platform, author.id, sanitize_line(author.handle), sanitize_line(author.name),
-             author.followers, author.url, int(author.verified)),
-        ).fetchone()
-        return int(row[0])
-
-    def _conversation_defaults(self, c: sqlite3.Connection) -> dict[str, Any]:
-        """A ``conversations`` row as the schema's defaults make it (asked once)."""
+    def _row_defaults(self, c: sqlite3.Connection) -> dict[str, Any]:
         if self._conv_defaults is None:
-            columns = c.execute("PRAGMA table_info(conversations)").fetchall()
-            values = c.execute("SELECT " + ", ".join(
-                col["dflt_value"] or "NULL" for col in columns)).fetchone()
-            self._conv_defaults = {col["name"]: v for col, v in zip(columns, values, strict=True)}
-        return dict(self._conv_defaults)
-
-    def _conversation_for(self, c: sqlite3.Connection, source: str, msg: Message,
-                          author_id: int, threads: dict[str, int],
-                          created: dict[int, dict[str, Any]], last_id: int) -> int:
-        """The conversation a message belongs to. A new one gets the next id after
-        ``last_id`` and its row goes into ``created``, unwritten.
-
-        ``threads`` caches thread key -> id (and ``msg:<remote id>`` for messages of this
-        batch), so a batch asks the database once per thread, and a reply joins a parent
-        that arrived earlier in the same batch.
-        """
-        thread_key = msg.thread_key
-        if not thread_key and msg.in_reply_to:
-            cached = threads.get(f"msg:{msg.in_reply_to}")
-            if cached is not None:
-                threads[f"msg:{msg.remote_id}"] = cached
-                return cached
-            parent = c.execute(
-                "SELECT conversation_id FROM messages WHERE source=? AND remote_id=?",
-                (source, msg.in_reply_to),
-            ).fetchone()
-            if parent:
-                threads[f"msg:{msg.remote_id}"] = int(parent[0])
-                return int(parent[0])
-        if not thread_key:
-            thread_key = f"msg:{msg.remote_id}"
-        cached = threads.get(thread_key)
-        if cached is not None:
-            threads[f"msg:{msg.remote_id}"] = cached
-            return cached
-        row = c.execute("SELECT id FROM conversations WHERE source=? AND thread_key=?",
-                        (source, thread_key)).fetchone()
-        if row:
-            threads[thread_key] = threads[f"msg:{msg.remote_id}"] = int(row[0])
-            return int(row[0])
-        at = to_ms(msg.created_at)
-        conv_id = last_id + len(created) + 1
-        row = self._conversation_defaults(c)
-        row.update(id=conv_id, source=source, thread_key=thread_key, platform=msg.platform,
-                   kind=msg.kind.value,
-                   author_id=author_id if msg.direction == Direction.IN else None,
-                   url=msg.url, created_at=at, last_message_at=at, sort_due=NO_DUE,
-                   sort_wait=at, new=True)
-        created[conv_id] = row
-        threads[thread_key] = threads[f"msg:{msg.remote_id}"] = conv_id
-        return conv_id
+            self._conv_defaults = conversation_rows.defaults(c)
+        return self._conv_defaults
 
     @staticmethod
     def _message_row(source: str, msg: Message, conv_id: int, author_id: int,
                      reply_id: int | None = None, *, at: int | None = None) -> tuple[Any, ...]:
-        return (source, msg.remote_id, conv_id, msg.platform, msg.kind.value,
-                msg.direction.value, author_id, sanitize_text(msg.text),
+        # ``_value_`` is what ``.value`` returns, without the property's descriptor call.
+        return (source, msg.remote_id, conv_id, msg.platform, msg.kind._value_,
+                msg.direction._value_, author_id, sanitize_text(msg.text),
                 to_ms(msg.created_at) if at is None else at,
                 msg.url, msg.in_reply_to, msg.language,
-                _JSON.encode(msg.engagement) if msg.engagement else None,
-                # ASCII escapes: a platform's raw JSON may hold lone surrogates, which
-                # cannot be encoded as UTF-8 but round-trip fine as \ud800 escapes.
-                _JSON.encode(msg.raw) if msg.raw else None,
+                encode_payload(msg.engagement) if msg.engagement else None,
+                encode_payload(msg.raw) if msg.raw else None,
                 int(msg.automated), reply_id)
 
     @staticmethod
@@ -526,29 +457,25 @@ class Store:
 
     def _refresh(self, c: sqlite3.Connection, conv_id: int, new: list[Message], *,
                  is_new: bool, now: datetime, result: IngestResult | None = None,
-                 assess: bool = True, arrived: dict[str, tuple[int, int]] | None = None,
+                 assess: bool = True, arrived: _Arrived | None = None,
                  row: dict[str, Any] | None = None) -> bool:
         """Recompute a conversation's derived state from its messages, then assess it.
 
-        ``arrived`` (remote id -> author row id, time) says ``new`` was inserted just now;
-        the times then move forward from the stored ones when the messages came in order.
-        ``row`` is the conversation's row when the caller has it. Returns True when an
-        inbound message reopened a done conversation.
+        ``arrived`` says ``new`` was inserted just now; the times then move forward from
+        the stored ones when the messages came in order. ``row`` is the conversation's row
+        when the caller has it. Returns True when an inbound message reopened a done
+        conversation.
         """
-        conv = row if row is not None else dict(
+        conv = row if row is not None else conversation_rows.loaded(
             c.execute("SELECT * FROM conversations WHERE id=?", (conv_id,)).fetchone())
         times = latest_in = None
         if arrived is not None:
-            times = advance(ThreadTimes.of(conv), [
-                Arrival(arrived[m.remote_id][1], m.direction == Direction.IN, m.automated)
-                for m in new])
-            if times is not None:
-                last_in = next((m for m in reversed(new) if m.direction == Direction.IN), None)
-                if last_in is not None:
-                    latest_in = (sanitize_text(last_in.text), arrived[last_in.remote_id][0])
+            times = advance(ThreadTimes.of(conv), arrived.arrivals)
+            latest_in = arrived.latest_in
         if times is None:
             times, latest_in = self._thread_times_sql(c, conv_id)
-        inbound_new = any(m.direction == Direction.IN for m in new)
+        inbound_new = arrived.latest_in is not None if arrived is not None else any(
+            m.direction == Direction.IN for m in new)
         status = Status(conv["status"])
         reopened = False
         now_ms = to_ms(now)
@@ -582,21 +509,8 @@ class Store:
             self._assess(c, conv_id, new, is_new=is_new, reopened=reopened, now=now,
                          result=result, conv=conv)
         else:
-            self._write_conversation(c, conv, _REFRESHED)
+            conversation_rows.write(c, conv)
         return reopened
-
-    @staticmethod
-    def _write_conversation(c: sqlite3.Connection, conv: dict[str, Any],
-                            columns: tuple[str, ...]) -> None:
-        """Write ``columns`` of a conversation, or the whole row of one this ingest made."""
-        if conv.pop("new", False):
-            names = list(conv)
-            c.execute(f"INSERT INTO conversations({', '.join(names)}) "
-                      f"VALUES({', '.join('?' * len(names))})", [conv[k] for k in names])
-        elif columns is _REFRESHED:
-            c.execute(_UPDATE_REFRESHED, [*(conv[k] for k in _REFRESHED), conv["id"]])
-        else:
-            c.execute(_UPDATE_ASSESSED, [*(conv[k] for k in _ASSESSED), conv["id"]])
 
     @staticmethod
     def _thread_times_sql(c: sqlite3.Connection,
@@ -707,8 +621,8 @@ class Store:
                         d: Decision, now: datetime, result: IngestResult | None = None,
                         conv: dict[str, Any] | None = None) -> None:
         if conv is None:
-            conv = dict(c.execute("SELECT * FROM conversations WHERE id=?",
-                                  (conv_id,)).fetchone())
+            conv = conversation_rows.loaded(c.execute("SELECT * FROM conversations WHERE id=?",
+                                     (conv_id,)).fetchone())
         now_ms = to_ms(now)
         status = Status(conv["status"])
         if d.status is not None and d.status != status and facts.new_messages:
@@ -753,7 +667,7 @@ class Store:
             sort_wait=waiting if waiting is not None else conv["last_message_at"],
         )
         # One write for the refresh that came before (if any) and this decision.
-        self._write_conversation(c, conv, _ASSESSED)
+        conversation_rows.write(c, conv)
         if d.auto_reply is not None and facts.new_messages:
             self._queue_reply(c, conv_id, d.auto_reply.body, d.auto_reply.private, agent="auto",
                               automated=True, saved_reply=d.auto_reply.saved_reply, now=now)
@@ -1092,7 +1006,8 @@ class Store:
                 "SELECT id, conversation_id FROM messages WHERE source=? AND remote_id=?",
                 (row["source"], message.remote_id)).fetchone()
             if existing is None:
-                author_id = self._upsert_author(c, message.platform, message.author)
+                key = (message.platform, message.author.id)
+                author_id = store_authors(c, {key: message.author})[key]
                 self._insert_message(c, row["source"], message, row["conversation_id"],
                                      author_id, reply_id=reply_id)
             else:

@@ -1,8 +1,9 @@
 """Ingest's shortcuts give the answers of the slow, obvious way.
 
 Ingest moves a conversation's times forward from the new messages alone when they came in
-order, reads a thread back only when the assessor looks at it, skips text that has nothing
-to strip, and leaves search indexing to ``index_pending``. Each shortcut is checked here
+order, writes only the columns of a conversation that changed, reads a thread back only
+when the assessor looks at it, skips text that has nothing to strip, and leaves search
+indexing to ``index_pending``. Each shortcut is checked here
 against the definition it replaces.
 """
 
@@ -19,10 +20,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from replydeck.inbox import search_index
+from replydeck.inbox import conversation_rows, search_index
 from replydeck.inbox.assess import Decision, PlainAssessor, ThreadFacts
 from replydeck.inbox.model import Direction
-from replydeck.inbox.sanitize import _strip, sanitize_text
+from replydeck.inbox.sanitize import _ANY_UNSAFE, _strip, sanitize_text
 from replydeck.inbox.schema import MIGRATIONS
 from replydeck.inbox.store import InboxFilter, Store
 from replydeck.inbox.thread_times import Arrival, ThreadTimes, advance
@@ -82,6 +83,18 @@ def _times_from_rows(store: Store, conv_id: int) -> tuple[ThreadTimes, tuple | N
     return Store._thread_times_sql(store.conn, conv_id)
 
 
+def _write_every_column(c: sqlite3.Connection, conv: dict) -> None:
+    """The obvious write: a whole new row, or every column of a stored one."""
+    stored = conv.pop(conversation_rows.STORED)
+    names = [k for k in conv if k != "id"]
+    if stored is None:
+        c.execute(f"INSERT INTO conversations(id, {', '.join(names)}) "
+                  f"VALUES(?{', ?' * len(names)})", [conv["id"], *(conv[k] for k in names)])
+    else:
+        c.execute(f"UPDATE conversations SET {'=?, '.join(names)}=? WHERE id=?",
+                  [*(conv[k] for k in names), conv["id"]])
+
+
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batches=st.lists(st.lists(_message, max_size=10), min_size=1, max_size=6))
@@ -100,7 +113,8 @@ def test_conversations_come_out_the_same_as_when_every_thread_is_read_back(
             messages.append(m)
         now = T0 + timedelta(hours=5)
         fast.ingest("src", messages, f"c{k}", now=now)
-        with patch("replydeck.inbox.store.advance", lambda old, new: None):
+        with patch("replydeck.inbox.store.advance", lambda old, new: None), \
+                patch("replydeck.inbox.conversation_rows.write", _write_every_column):
             slow.ingest("src", messages, f"c{k}", now=now)
         rows = [[dict(r) for r in s.conn.execute("SELECT * FROM conversations ORDER BY id")]
                 for s in (fast, slow)]
@@ -154,6 +168,14 @@ _tricky = st.lists(st.sampled_from(
 @given(text=_tricky)
 def test_clean_text_skips_the_stripping_and_anything_else_gets_all_of_it(text):
     assert sanitize_text(text) == (_strip(text) if text else "")
+
+
+def test_text_isprintable_accepts_has_nothing_to_strip():
+    # sanitize_text returns such text at once; this is why that is safe.
+    printable = "".join(chr(cp) for cp in range(0x110000) if chr(cp).isprintable())
+    assert len(printable) > 100_000  # every assigned code point but the invisible ones
+    assert _strip(printable) == printable
+    assert _ANY_UNSAFE.search(printable) is None
 
 
 # -- search indexing behind ingest -----------------------------------------------------
