@@ -646,34 +646,56 @@ def measure_ingest(folder: Path, p: Plan, start: int, main: Store, bare: sqlite3
     return figures
 
 
-def measure_streaming(p: Plan, start: int, store_path: Path, bare_db: Path) -> list[Figure]:
+STREAM_ROUNDS = 3
+
+
+def measure_streaming(p: Plan, start: int, store_db: Path, bare_db: Path) -> list[Figure]:
     """The slice again, as a steady stream: every batch back to back, first into a copy of
     the bare table, then through ``Store.ingest`` (PlainAssessor, background checkpoints)
-    with the wait for the last checkpoint included; total wall clock of each."""
+    with the wait for the last checkpoint included; total wall clock of each.
+
+    The bare side takes well under a second, so one stall of this shared machine moves
+    it by a third: the stream runs ``STREAM_ROUNDS`` times, each on fresh copies of both
+    databases, and the median ratio is the figure.
+    """
     all_batches = list(batches(p, start, p.messages))
     all_rows = [rows(b) for b in all_batches]
     total = sum(len(b.messages) for b in all_batches)
-    bare = open_bare(bare_db)
-    store = Store(store_path, assessor=PlainAssessor())
-    store.checkpoint_in_background()
+    ratios: list[float] = []
+    rates: list[tuple[float, float]] = []
+    for round_no in range(1, STREAM_ROUNDS + 1):
+        store_copy, bare_copy = (db.with_name(f"round-{db.name}") for db in (store_db, bare_db))
+        for source, copy in ((store_db, store_copy), (bare_db, bare_copy)):
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{copy}{suffix}").unlink(missing_ok=True)
+            shutil.copyfile(source, copy)
+        bare = open_bare(bare_copy)
+        store = Store(store_copy, assessor=PlainAssessor())
+        store.checkpoint_in_background()
 
-    def stream() -> None:
-        for b in all_batches:
-            store.ingest(b.source, b.messages, f"cursor-{b.messages[-1].remote_id}",
-                         now=b.messages[-1].created_at + timedelta(seconds=30))
-        store.checkpoint()
+        def stream(store: Store = store) -> None:
+            for b in all_batches:
+                store.ingest(b.source, b.messages, f"cursor-{b.messages[-1].remote_id}",
+                             now=b.messages[-1].created_at + timedelta(seconds=30))
+            store.checkpoint()
 
-    with bench_data_frozen():
-        bare_secs = timed(lambda: [insert_rows(bare, r) for r in all_rows])
-        store_secs = timed(stream)
-    bare.close()
-    store.close()
-    ratio = bare_secs / store_secs
-    say(f"   streaming, {len(all_batches)} batches back to back: bare {total / bare_secs:,.0f} "
-        f"msg/s, Store.ingest {total / store_secs:,.0f} msg/s: {ratio:.3f} × bare")
-    return [Figure("ingest ratio, batches streamed (plain)",
-                   f"{ratio:.3f} ({total / store_secs:,.0f} msg/s)", "≥ 0.3",
-                   verdict(ratio >= 0.3))]
+        with bench_data_frozen():
+            bare_secs = timed(lambda bare=bare: [insert_rows(bare, r) for r in all_rows])
+            store_secs = timed(stream)
+        bare.close()
+        store.close()
+        for copy in (store_copy, bare_copy):
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{copy}{suffix}").unlink(missing_ok=True)
+        ratios.append(bare_secs / store_secs)
+        rates.append((total / bare_secs, total / store_secs))
+        say(f"   streaming, round {round_no}: {len(all_batches)} batches back to back: bare "
+            f"{rates[-1][0]:,.0f} msg/s, Store.ingest {rates[-1][1]:,.0f} msg/s: "
+            f"{ratios[-1]:.3f} × bare")
+    middle = sorted(range(len(ratios)), key=ratios.__getitem__)[len(ratios) // 2]
+    ratio, (_, store_rate) = ratios[middle], rates[middle]
+    return [Figure(f"ingest ratio, batches streamed (plain), median of {len(ratios)}",
+                   f"{ratio:.3f} ({store_rate:,.0f} msg/s)", "≥ 0.3", verdict(ratio >= 0.3))]
 
 
 # -- 2. windows --------------------------------------------------------------------------

@@ -188,6 +188,12 @@ MIGRATIONS: list[str] = [
         INSERT INTO messages_fts(messages_fts, rowid, text) VALUES ('delete', old.id, old.text);
     END;
     """,
+    # 6: "the same customer elsewhere" matches handles without regard to case; an index
+    # that folds case lets it look them up instead of reading every conversation.
+    """
+    DROP INDEX IF EXISTS authors_handle;
+    CREATE INDEX authors_handle ON authors(handle COLLATE NOCASE) WHERE handle != '';
+    """,
 ]
 
 

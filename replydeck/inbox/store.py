@@ -1137,12 +1137,16 @@ class Store:
                 "ON a.id = c.author_id WHERE c.id=?", (conv_id,)).fetchone()
             if row is None:
                 return []
+            # The same person: this author, authors linked to the same contact, and authors
+            # with the same handle (any case) on other platforms. Each is an index lookup.
             rows = self.conn.execute(
-                _CONV_SELECT + " WHERE c.id != ? AND (c.author_id = ? OR "
-                "(? IS NOT NULL AND a.contact_id = ?) OR (? != '' AND lower(a.handle) = lower(?))) "
-                "ORDER BY c.last_message_at DESC LIMIT ?",
-                (conv_id, row["id"], row["contact_id"], row["contact_id"], row["handle"],
-                 row["handle"], limit)).fetchall()
+                _CONV_SELECT + " WHERE c.author_id IN ("
+                "SELECT :author UNION "
+                "SELECT id FROM authors WHERE contact_id = :contact UNION "
+                "SELECT id FROM authors WHERE handle = :handle COLLATE NOCASE AND handle != '') "
+                "AND c.id != :conv ORDER BY c.last_message_at DESC LIMIT :limit",
+                {"author": row["id"], "contact": row["contact_id"], "handle": row["handle"],
+                 "conv": conv_id, "limit": limit}).fetchall()
         return [_conversation_from_row(r) for r in rows]
 
     def _where(self, f: InboxFilter) -> tuple[str, list[Any]]:

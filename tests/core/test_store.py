@@ -165,9 +165,15 @@ def test_related_conversations_find_the_same_customer_on_another_platform(store)
     store.ingest("src", [msg("b", thread="t2", author="maria", platform="mastodon")], None,
                  now=T0)
     store.ingest("src", [msg("c", thread="t3", author="other")], None, now=T0)
+    store.ingest("src", [msg("d", minutes=1, thread="t4", author="MARIA", platform="bluesky")],
+                 None, now=T0)
     c1 = store.find_conversation("src", "t1")
     related = store.related_conversations(c1)
-    assert [c.platform for c in related] == ["mastodon"]
+    assert [c.platform for c in related] == ["bluesky", "mastodon"]  # latest first
+    plan = " ".join(r[3] for r in store.conn.execute(
+        "EXPLAIN QUERY PLAN SELECT id FROM authors WHERE handle = 'maria' COLLATE NOCASE "
+        "AND handle != ''"))
+    assert "authors_handle" in plan  # an index lookup, not a scan of every author
 
 
 # -- the reply queue -----------------------------------------------------------------
