@@ -567,6 +567,7 @@ def measure_ingest(folder: Path, p: Plan, start: int, main: Store, bare: sqlite3
         shutil.copyfile(main.path, path)
     bare_stream = folder / "stage-bare-stream.db"
     shutil.copyfile(bare_path(bare), bare_stream)
+    os.sync()  # the copies' write-back must not fall on any stage's clock
     indexed, fts = open_plain(copies["indexed"]), open_plain(copies["fts"])
     plain_store = Store(copies["plain"], assessor=PlainAssessor())
     main.assessor = real
@@ -669,6 +670,7 @@ def measure_streaming(p: Plan, start: int, store_db: Path, bare_db: Path) -> lis
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{copy}{suffix}").unlink(missing_ok=True)
             shutil.copyfile(source, copy)
+        os.sync()  # the copies' write-back must not fall on either clock
         bare = open_bare(bare_copy)
         store = Store(store_copy, assessor=PlainAssessor())
         store.checkpoint_in_background()
