@@ -474,8 +474,7 @@ class Store:
             latest_in = arrived.latest_in
         if times is None:
             times, latest_in = self._thread_times_sql(c, conv_id)
-        inbound_new = arrived.latest_in is not None if arrived is not None else any(
-            m.direction == Direction.IN for m in new)
+        inbound_new = any(m.direction == Direction.IN for m in new)
         status = Status(conv["status"])
         reopened = False
         now_ms = to_ms(now)
