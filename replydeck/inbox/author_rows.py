@@ -1,6 +1,6 @@
 """The ``authors`` rows of the people a batch of messages came from.
 
-Read in one query per 500 authors. A stored author gets only the columns that changed
+Read with one query per 500 authors (``in_chunks``). A stored author gets only the columns that changed
 (often just a follower count), or no write at all: an upsert naming every column also
 rewrote the author's entry in the handle index, changed or not. New authors go in with
 one ``executemany``, their ids taken after the largest. All of it runs inside the ingest's
@@ -14,13 +14,13 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
+from replydeck.inbox.in_lists import in_chunks
 from replydeck.inbox.model import Author
 from replydeck.inbox.sanitize import sanitize_line
 
 AuthorKey = tuple[str, str]
 """(platform, the platform's id for the person)"""
 
-_CHUNK = 500  # bound parameters per IN list, well under SQLite's limit
 _COLUMNS = ("handle", "name", "followers", "url", "verified")
 
 
@@ -71,11 +71,10 @@ def _stored(c: sqlite3.Connection, keys: list[AuthorKey]) -> dict[AuthorKey, tup
     cur = c.cursor()
     cur.row_factory = None
     for platform, remote_ids in by_platform.items():
-        for i in range(0, len(remote_ids), _CHUNK):
-            chunk = remote_ids[i:i + _CHUNK]
+        for chunk, marks in in_chunks(remote_ids):
             for remote_id, *row in cur.execute(
                     f"SELECT remote_id, id, {', '.join(_COLUMNS)} FROM authors "
-                    f"WHERE platform=? AND remote_id IN ({','.join('?' * len(chunk))})",
+                    f"WHERE platform=? AND remote_id IN ({marks})",
                     (platform, *chunk)):
                 found[(platform, remote_id)] = tuple(row)
     return found

@@ -16,16 +16,15 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
+from replydeck.inbox.in_lists import in_chunks
 from replydeck.inbox.model import Direction, Message, to_ms
 from replydeck.inbox.schema import NO_DUE
 
 #: The row as stored when it was read; None for a row this batch creates.
 STORED = "__stored__"
 
-_CHUNK = 500  # bound parameters per IN list, well under SQLite's limit
 
-
-def loaded(row: sqlite3.Row | dict[str, Any]) -> dict[str, Any]:
+def loaded(row: sqlite3.Row | dict[str, Any] | Iterable[tuple[str, Any]]) -> dict[str, Any]:
     """A stored row, ready to change and then :func:`write`."""
     conv = dict(row)
     conv[STORED] = dict(conv)
@@ -38,12 +37,7 @@ def _loaded_rows(c: sqlite3.Connection, sql: str, args: Iterable[Any]) -> list[d
     cur.row_factory = None
     cur.execute(sql, tuple(args))
     names = [d[0] for d in cur.description]
-    rows = []
-    for values in cur:
-        conv = dict(zip(names, values, strict=True))
-        conv[STORED] = dict(zip(names, values, strict=True))
-        rows.append(conv)
-    return rows
+    return [loaded(zip(names, values, strict=True)) for values in cur]
 
 
 def write(c: sqlite3.Connection, conv: dict[str, Any]) -> None:
@@ -102,12 +96,10 @@ class BatchConversations:
         self._read({m.thread_key or f"msg:{m.remote_id}" for m in messages})
 
     def _read(self, keys: set[str]) -> None:
-        wanted = list(keys)
-        for i in range(0, len(wanted), _CHUNK):
-            chunk = wanted[i:i + _CHUNK]
+        for chunk, marks in in_chunks(list(keys)):
             for row in _loaded_rows(
                     self._c, "SELECT * FROM conversations WHERE source=? AND thread_key IN "
-                    f"({','.join('?' * len(chunk))})", (self._source, *chunk)):
+                    f"({marks})", (self._source, *chunk)):
                 self.rows[row["id"]] = row
                 self._threads[row["thread_key"]] = row["id"]
 

@@ -32,6 +32,7 @@ from replydeck.inbox.assess import (
 )
 from replydeck.inbox.author_rows import store_authors
 from replydeck.inbox.checkpointer import SAFETY_PAGES, Checkpointer
+from replydeck.inbox.in_lists import in_chunks
 from replydeck.inbox.model import (
     Author,
     Conversation,
@@ -417,9 +418,7 @@ class Store:
     @staticmethod
     def _existing_remote_ids(c: sqlite3.Connection, source: str, ids: list[str]) -> set[str]:
         found: set[str] = set()
-        for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in in_chunks(ids):
             found.update(r[0] for r in c.execute(
                 f"SELECT remote_id FROM messages WHERE source=? AND remote_id IN ({marks})",
                 (source, *chunk)))
@@ -906,11 +905,10 @@ class Store:
         out: dict[int, dict[str, int]] = {}
         ids = list(conv_ids)
         with self._lock:
-            for i in range(0, len(ids), 500):
-                chunk = ids[i:i + 500]
+            for chunk, marks in in_chunks(ids):
                 for conv_id, state, n in self.conn.execute(
                         "SELECT conversation_id, state, count(*) FROM replies WHERE state != "
-                        f"'sent' AND conversation_id IN ({','.join('?' * len(chunk))}) "
+                        f"'sent' AND conversation_id IN ({marks}) "
                         "GROUP BY conversation_id, state", chunk):
                     out.setdefault(conv_id, {})[state] = n
         return out
