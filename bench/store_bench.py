@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.sql_replay import Statement, connections_recorded, replay  # noqa: E402
 from replydeck.config.loader import load_config  # noqa: E402
 from replydeck.demo_config import write_demo_config  # noqa: E402
 from replydeck.inbox.assess import Assessor, PlainAssessor  # noqa: E402
@@ -616,8 +617,7 @@ def measure_ingest(folder: Path, p: Plan, start: int, main: Store, bare: sqlite3
     plain_store.close()
     figures = measure_streaming(p, start, copies["stream"], bare_stream)
     for path in [*copies.values(), bare_stream]:
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        remove_db(path)
 
     total = sum(sizes)
     # Per-batch figures only for full batches (the last of each source is a remainder).
@@ -653,51 +653,106 @@ STREAM_ROUNDS = 3
 def measure_streaming(p: Plan, start: int, store_db: Path, bare_db: Path) -> list[Figure]:
     """The slice again, as a steady stream: every batch back to back, first into a copy of
     the bare table, then through ``Store.ingest`` (PlainAssessor, background checkpoints)
-    with the wait for the last checkpoint included; total wall clock of each.
+    with the wait for the last checkpoint included; total wall clock of each. Then the
+    SQL statements that ``Store.ingest`` ran, replayed on a third copy with no Python
+    between them: the SQLite work alone, the floor under the ratio.
 
     The bare side takes well under a second, so one stall of this shared machine moves
-    it by a third: the stream runs ``STREAM_ROUNDS`` times, each on fresh copies of both
+    it by a third: the stream runs ``STREAM_ROUNDS`` times, each on fresh copies of the
     databases, and the median ratio is the figure.
     """
     all_batches = list(batches(p, start, p.messages))
     all_rows = [rows(b) for b in all_batches]
     total = sum(len(b.messages) for b in all_batches)
-    ratios: list[float] = []
-    rates: list[tuple[float, float]] = []
+    statements = record_stream(all_batches, store_db)
+    rounds: list[tuple[float, float, float]] = []  # seconds: bare, Store.ingest, replay
     for round_no in range(1, STREAM_ROUNDS + 1):
-        store_copy, bare_copy = (db.with_name(f"round-{db.name}") for db in (store_db, bare_db))
-        for source, copy in ((store_db, store_copy), (bare_db, bare_copy)):
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{copy}{suffix}").unlink(missing_ok=True)
+        store_copy, bare_copy, replay_copy = (
+            db.with_name(f"round-{name}{db.name}")
+            for db, name in ((store_db, ""), (bare_db, ""), (store_db, "replay-")))
+        for source, copy in ((store_db, store_copy), (bare_db, bare_copy),
+                             (store_db, replay_copy)):
+            remove_db(copy)
             shutil.copyfile(source, copy)
-        os.sync()  # the copies' write-back must not fall on either clock
+        os.sync()  # the copies' write-back must not fall on any clock
         bare = open_bare(bare_copy)
-        store = Store(store_copy, assessor=PlainAssessor())
-        store.checkpoint_in_background()
+        store, replayed = (Store(path, assessor=PlainAssessor())
+                           for path in (store_copy, replay_copy))
+        for s in (store, replayed):
+            s.checkpoint_in_background()
 
-        def stream(store: Store = store) -> None:
-            for b in all_batches:
-                store.ingest(b.source, b.messages, f"cursor-{b.messages[-1].remote_id}",
-                             now=b.messages[-1].created_at + timedelta(seconds=30))
-            store.checkpoint()
+        def replay_all(replayed: Store = replayed) -> None:
+            replay(replayed.conn, statements)
+            replayed.checkpoint()
 
         with bench_data_frozen():
             bare_secs = timed(lambda bare=bare: [insert_rows(bare, r) for r in all_rows])
-            store_secs = timed(stream)
+            store_secs = timed(lambda store=store: stream_into(store, all_batches))
+            replay_secs = timed(replay_all)
+        if fingerprint(replayed.conn) != fingerprint(store.conn):
+            raise RuntimeError("the replayed statements did not build what Store.ingest built")
         bare.close()
         store.close()
-        for copy in (store_copy, bare_copy):
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{copy}{suffix}").unlink(missing_ok=True)
-        ratios.append(bare_secs / store_secs)
-        rates.append((total / bare_secs, total / store_secs))
+        replayed.close()
+        for copy in (store_copy, bare_copy, replay_copy):
+            remove_db(copy)
+        rounds.append((bare_secs, store_secs, replay_secs))
         say(f"   streaming, round {round_no}: {len(all_batches)} batches back to back: bare "
-            f"{rates[-1][0]:,.0f} msg/s, Store.ingest {rates[-1][1]:,.0f} msg/s: "
-            f"{ratios[-1]:.3f} × bare")
-    middle = sorted(range(len(ratios)), key=ratios.__getitem__)[len(ratios) // 2]
-    ratio, (_, store_rate) = ratios[middle], rates[middle]
-    return [Figure(f"ingest ratio, batches streamed (plain), median of {len(ratios)}",
-                   f"{ratio:.3f} ({store_rate:,.0f} msg/s)", "≥ 0.3", verdict(ratio >= 0.3))]
+            f"{total / bare_secs:,.0f} msg/s, Store.ingest {total / store_secs:,.0f} msg/s "
+            f"({bare_secs / store_secs:.3f} × bare), its SQL alone "
+            f"{total / replay_secs:,.0f} msg/s ({bare_secs / replay_secs:.3f} × bare)")
+    figures = []
+    for what, side in (("ingest ratio, batches streamed (plain)", 1),
+                       ("the same stream's SQLite work alone (statements replayed)", 2)):
+        ratios = [r[0] / r[side] for r in rounds]
+        middle = sorted(range(len(rounds)), key=ratios.__getitem__)[len(rounds) // 2]
+        secs = rounds[middle][side]
+        figures.append(Figure(
+            f"{what}, median of {len(rounds)}",
+            f"{ratios[middle]:.3f} ({total / secs:,.0f} msg/s, {1e6 * secs / total:.1f} µs/msg)",
+            "≥ 0.3" if side == 1 else "", verdict(ratios[middle] >= 0.3) if side == 1 else ""))
+    return figures
+
+
+def stream_into(store: Store, all_batches: Sequence[Batch]) -> None:
+    """Every batch through ``Store.ingest``, then the wait for the last checkpoint."""
+    for b in all_batches:
+        store.ingest(b.source, b.messages, f"cursor-{b.messages[-1].remote_id}",
+                     now=b.messages[-1].created_at + timedelta(seconds=30))
+    store.checkpoint()
+
+
+def record_stream(all_batches: Sequence[Batch], store_db: Path) -> list[Statement]:
+    """The statements ``Store.ingest`` runs for the stream, recorded on a scratch copy."""
+    copy = store_db.with_name(f"record-{store_db.name}")
+    remove_db(copy)
+    shutil.copyfile(store_db, copy)
+    log: list[Statement] = []
+    with connections_recorded(log):
+        store = Store(copy, assessor=PlainAssessor())
+    del log[:]  # opening it: pragmas and migrations
+    store.checkpoint_in_background()  # its thread's own connection is not recorded
+    stream_into(store, all_batches)
+    store.close()
+    remove_db(copy)
+    return log
+
+
+def fingerprint(conn: sqlite3.Connection) -> tuple[Any, ...]:
+    """Enough of a store's content to tell whether two ingests built the same thing."""
+    return conn.execute(
+        "SELECT (SELECT count(*) || ':' || total(created_at) FROM messages), "
+        "(SELECT count(*) || ':' || total(sort_due) || ':' || total(message_count) "
+        " FROM conversations), "
+        "(SELECT count(*) || ':' || total(at) FROM events), "
+        "(SELECT count(*) || ':' || total(followers) FROM authors), "
+        "(SELECT group_concat(name || '=' || cursor) FROM sources)").fetchone()[:]
+
+
+def remove_db(path: Path) -> None:
+    """A database file and its write-ahead log."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 # -- 2. windows --------------------------------------------------------------------------
@@ -952,8 +1007,7 @@ def run(folder: Path, small_n: int, big_n: int, args: argparse.Namespace) -> int
         if args.reuse:
             say(f"no databases of this size and seed in {folder} yet: building them")
         for n in (small_n, big_n):
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{paths[n]}{suffix}").unlink(missing_ok=True)
+            remove_db(paths[n])
         marker.unlink(missing_ok=True)
         small, secs = build_store(paths[small_n], small_plan, real)
         say(f"built {label(small_n, small_plan.messages)} through Store.ingest (real assessor) "
@@ -962,8 +1016,7 @@ def run(folder: Path, small_n: int, big_n: int, args: argparse.Namespace) -> int
         # one would take several times longer), the last 10% measured stage by stage.
         slice_from = big_plan.messages * 9 // 10
         bare_path = folder / "bare.db"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{bare_path}{suffix}").unlink(missing_ok=True)
+        remove_db(bare_path)
         bare = open_bare(bare_path)
         big, secs = build_store(paths[big_n], big_plan, PlainAssessor(), slice_from, bare)
         say(f"loaded {slice_from:,} of {big_plan.messages:,} messages through Store.ingest "
@@ -971,8 +1024,7 @@ def run(folder: Path, small_n: int, big_n: int, args: argparse.Namespace) -> int
         figures += measure_ingest(folder, big_plan, slice_from, big, bare, real)
         index_everything(big)  # as the runtime does behind ingest
         bare.close()
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{bare_path}{suffix}").unlink(missing_ok=True)
+        remove_db(bare_path)
         checkpoint(big)
         marker.write_text(json.dumps({"messages": big_plan.messages}), encoding="utf-8")
     n_big = big.conn.execute("SELECT count(*) FROM messages").fetchone()[0]
