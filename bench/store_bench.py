@@ -6,8 +6,9 @@ Measures, every figure against a baseline timed in the same run (the machine is 
 and noisy, so absolute numbers move; the ratios much less):
 
 1. ingest throughput of the real ``Store.ingest`` as a ratio to a plain ``executemany`` of
-   the same rows into a bare table, with the breakdown that explains the gap, and the
-   search indexing that follows ingest (``Store.index_pending``) timed on its own;
+   the same rows into a bare table, with the breakdown that explains the gap: the SQL
+   statements ingest ran, replayed alone (``bench/sql_replay.py``), and the search
+   indexing that follows ingest (``Store.index_pending``) timed on its own;
 2. a 50-row inbox window at the start, middle and end of the list, at 1,000 and at
    100,000 conversations (p50/p95 and the ratio between them);
 3. full-text search windows (Latin, Japanese, and a two-character Japanese term, which
