@@ -21,7 +21,7 @@ class Statement:
     many: bool = False
 
 
-def _recording_classes(log: list[Statement]) -> type[sqlite3.Connection]:
+def _recording_connection_class(log: list[Statement]) -> type[sqlite3.Connection]:
     class RecordingCursor(sqlite3.Cursor):
         def execute(self, sql: str, params: Any = (), /) -> sqlite3.Cursor:
             log.append(Statement(sql, params))
@@ -50,7 +50,7 @@ def connections_recorded(log: list[Statement]) -> Iterator[None]:
     """Connections opened by ``sqlite3.connect`` inside this block append every statement
     they run to ``log``, for as long as they stay open."""
     connect = sqlite3.connect
-    factory = _recording_classes(log)
+    factory = _recording_connection_class(log)
 
     def recording_connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
         return connect(*args, factory=factory, **kwargs)
